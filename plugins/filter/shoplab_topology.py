@@ -1,0 +1,122 @@
+"""Derive the lab's instances and its allowed-flow matrix from group_vars/all/topology.yml.
+
+Plain functions, so that the roles (as Ansible filters), the tests and the docs all compute the
+same answer from the same data. Nothing here knows about a mode's mechanics beyond what the
+topology data says.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+HOST = "host"
+
+
+def _count(service: dict, counts: dict) -> int:
+    """An instance count is a number, or the name of a variable whose value is in `counts`."""
+    raw = service["instances"]
+    value = counts[raw] if isinstance(raw, str) else raw
+    return int(value)
+
+
+def shoplab_instances(services: dict, tiers: dict, counts: dict | None = None) -> list[dict]:
+    """Every instance of every service, with its netns names and address.
+
+    A service with a variable count (`instances: product_instances`) yields `product-1`, `product-2`…
+    even when the count is 1, so names stay stable while scaling; a fixed singleton keeps its name.
+    """
+    counts = counts or {}
+    out = []
+    for name, svc in services.items():
+        scalable = isinstance(svc["instances"], str)
+        total = _count(svc, counts)
+        tier = tiers[svc["tier"]]
+        network = ipaddress.ip_network(tier["subnet"])
+        for index in range(1, total + 1):
+            instance = f"{name}-{index}" if scalable else name
+            out.append(
+                {
+                    "name": instance,
+                    "service": name,
+                    "index": index,
+                    "kind": svc["kind"],
+                    "tier": svc["tier"],
+                    "port": int(svc["port"]),
+                    "hostname": svc["hostname"],
+                    "namespace": f"ns-{instance}",
+                    "veth_host": f"ve-{instance}",
+                    "bridge": tier["bridge"],
+                    "address": str(network[int(svc["host_offset"]) + index - 1]),
+                    "prefixlen": network.prefixlen,
+                    "gateway": tier["host_address"],
+                }
+            )
+    return out
+
+
+def shoplab_docker_networks(services: dict, flows: list[dict]) -> dict:
+    """docker mode, tiered layout: the tier networks each service joins.
+
+    Its own tier, plus the tier of every service it has an allowed flow to (a Docker network is
+    one L2 segment: joining it is how a container reaches what lives there).
+    """
+    out = {}
+    for name, svc in services.items():
+        tiers = {svc["tier"]}
+        for flow in flows:
+            if flow["from"] == name:
+                tiers.add(services[flow["to"]]["tier"])
+        out[name] = sorted(tiers)
+    return out
+
+
+def _flow_allowed(source: str, target: str, flows: list[dict]) -> bool:
+    return any(f["from"] == source and f["to"] == target for f in flows)
+
+
+def shoplab_flow_matrix(
+    instances: list[dict], services: dict, flows: list[dict], mode: str = "netns"
+) -> list[dict]:
+    """For every source (the host, then every instance) and every instance's address:port: allowed?
+
+    netns: allowed when the flow data lists it, or when source and target share a tier (one bridge
+    is one L2 segment; the host's firewall only sees what it routes between tiers).
+    docker: allowed when the flow data lists it, or when source and target share a Docker network
+    (see shoplab_docker_networks); the host is a source only for the published gateway.
+    """
+    networks = shoplab_docker_networks(services, flows)
+    sources = [{"name": HOST, "service": HOST, "tier": None}] + instances
+    cells = []
+    for src in sources:
+        for dst in instances:
+            if src["name"] == dst["name"]:
+                continue
+            if _flow_allowed(src["service"], dst["service"], flows):
+                allowed = True
+            elif src["service"] == HOST:
+                allowed = False
+            elif mode == "docker":
+                allowed = bool(set(networks[src["service"]]) & set(networks[dst["service"]]))
+            else:
+                allowed = src["tier"] == dst["tier"]
+            cells.append(
+                {
+                    "source": src["name"],
+                    "target": dst["name"],
+                    "address": dst["address"],
+                    "port": dst["port"],
+                    "allowed": allowed,
+                }
+            )
+    return cells
+
+
+class FilterModule:
+    """Ansible filters: `shoplab_instances`, `shoplab_docker_networks`, `shoplab_flow_matrix`."""
+
+    def filters(self):
+        return {
+            "shoplab_instances": shoplab_instances,
+            "shoplab_docker_networks": shoplab_docker_networks,
+            "shoplab_flow_matrix": shoplab_flow_matrix,
+        }
