@@ -7,7 +7,6 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
-WHEELHOUSE := build/wheelhouse
 
 .PHONY: help venv wheelhouse lint test test-services test-netns test-docker up down run-local bench clean
 
@@ -23,12 +22,8 @@ $(VENV)/.installed: requirements.txt services/pyproject.toml
 
 venv: $(VENV)/.installed ## Create the virtualenv with pinned tools
 
-$(WHEELHOUSE)/.built: $(VENV)/.installed services/pyproject.toml $(shell find services/src -name '*.py' 2>/dev/null)
-	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
-	$(PY) -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) ./services
-	touch $@
-
-wheelhouse: $(WHEELHOUSE)/.built ## Build the wheels the lab hosts install from (they never need PyPI)
+wheelhouse: venv ## Build the wheels the lab hosts install from (they never need PyPI)
+	ansible-playbook playbooks/wheelhouse.yml
 
 lint: venv ## ruff, yamllint, ansible-lint (production profile)
 	ruff check .
@@ -39,15 +34,15 @@ lint: venv ## ruff, yamllint, ansible-lint (production profile)
 test-services: venv ## The services against real PostgreSQL and Redis servers on loopback
 	pytest services/tests
 
-test-netns: venv wheelhouse ## molecule test: mode=netns in a systemd lab-host container
+test-netns: venv ## molecule test: mode=netns in a systemd lab-host container
 	molecule test -s default
 
-test-docker: venv wheelhouse ## molecule test -s docker: mode=docker on this host's Docker engine
+test-docker: venv ## molecule test -s docker: mode=docker on this host's Docker engine
 	molecule test -s docker
 
 test: lint test-services test-netns test-docker ## Every lint and every test
 
-up: venv wheelhouse ## Run the lab: make up MODE=netns|docker
+up: venv ## Run the lab: make up MODE=netns|docker
 	ansible-playbook site.yml -e mode=$(MODE)
 
 down: venv ## Remove the lab: make down MODE=netns|docker
