@@ -85,7 +85,7 @@ def shoplab_flow_matrix(
     (see shoplab_docker_networks); the host is a source only for the published gateway.
     """
     networks = shoplab_docker_networks(services, flows)
-    sources = [{"name": HOST, "service": HOST, "tier": None}] + instances
+    sources = [{"name": HOST, "service": HOST, "tier": None}, *instances]
     cells = []
     for src in sources:
         for dst in instances:
