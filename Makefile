@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv wheelhouse lint test test-services test-netns test-docker up down run-local bench clean
+.PHONY: help venv wheelhouse lint docs test test-unit test-services test-netns test-docker up down run-local bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -30,6 +30,13 @@ lint: venv ## ruff, yamllint, ansible-lint (production profile)
 	ruff format --check .
 	yamllint --strict .
 	ansible-lint --profile production
+	$(PY) scripts/render_topology_doc.py --check
+
+docs: venv ## Render docs/topology.md from group_vars/all/topology.yml
+	$(PY) scripts/render_topology_doc.py
+
+test-unit: venv ## The topology data and the filters derived from it
+	pytest tests
 
 test-services: venv ## The services against real PostgreSQL and Redis servers on loopback
 	pytest services/tests
@@ -40,7 +47,7 @@ test-netns: venv ## molecule test: mode=netns in a systemd lab-host container
 test-docker: venv ## molecule test -s docker: mode=docker on this host's Docker engine
 	molecule test -s docker
 
-test: lint test-services test-netns test-docker ## Every lint and every test
+test: lint test-unit test-services test-netns test-docker ## Every lint and every test
 
 up: venv ## Run the lab: make up MODE=netns|docker
 	ansible-playbook site.yml -e mode=$(MODE)

@@ -8,8 +8,22 @@ topology data says.
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 HOST = "host"
+TOPOLOGY_FILE = Path(__file__).resolve().parents[2] / "group_vars" / "all" / "topology.yml"
+
+
+def load_topology(path: Path = TOPOLOGY_FILE) -> dict:
+    """The topology data as a dict, for Python callers (tests, doc rendering, the benchmark)."""
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())
+
+
+def default_counts(data: dict) -> dict:
+    """The instance counts the data sets by default, keyed by variable name."""
+    return {"product_instances": data["product_instances"], "order_instances": data["order_instances"]}
 
 
 def _count(service: dict, counts: dict) -> int:

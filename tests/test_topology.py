@@ -1,0 +1,103 @@
+"""The topology data and the filters that derive instances and the flow matrix from it."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+import shoplab_topology as topo
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = topo.load_topology()
+
+SERVICES, TIERS, FLOWS = DATA["shoplab_services"], DATA["shoplab_tiers"], DATA["shoplab_allowed_flows"]
+
+
+def instances(products=2, orders=2):
+    counts = {"product_instances": products, "order_instances": orders}
+    return topo.shoplab_instances(SERVICES, TIERS, counts)
+
+
+@pytest.mark.parametrize(("products", "orders"), [(1, 1), (2, 2), (3, 1), (19, 19)])
+def test_instances_have_unique_names_and_addresses_inside_their_tier(products, orders):
+    found = instances(products, orders)
+    assert len(found) == 4 + products + orders
+    assert len({i["name"] for i in found}) == len(found)
+    assert len({i["address"] for i in found}) == len(found)
+    for inst in found:
+        subnet = ipaddress.ip_network(TIERS[inst["tier"]]["subnet"])
+        assert ipaddress.ip_address(inst["address"]) in subnet
+        assert inst["address"] != TIERS[inst["tier"]]["host_address"]
+        # Linux interface names are at most 15 characters.
+        assert len(inst["veth_host"]) <= 15
+
+
+def test_scalable_services_are_numbered_even_when_single():
+    names = [i["name"] for i in instances(1, 1)]
+    assert "product-1" in names
+    assert "order-1" in names
+    assert "gateway" in names
+
+
+def test_netns_and_docker_subnets_do_not_overlap():
+    nets = [ipaddress.ip_network(t["subnet"]) for t in TIERS.values()]
+    nets += [ipaddress.ip_network(t["docker_subnet"]) for t in TIERS.values()]
+    nets.append(ipaddress.ip_network(DATA["shoplab_flat_network"]["docker_subnet"]))
+    for i, a in enumerate(nets):
+        for b in nets[i + 1 :]:
+            assert not a.overlaps(b), f"{a} overlaps {b}"
+
+
+def test_flows_name_known_services():
+    for flow in FLOWS:
+        assert flow["from"] in [*SERVICES, "host"]
+        assert flow["to"] in SERVICES
+
+
+def cell(matrix, source, target):
+    (found,) = [c for c in matrix if c["source"] == source and c["target"] == target]
+    return found["allowed"]
+
+
+def test_netns_matrix_follows_the_flows_and_the_tiers():
+    inst = instances()
+    matrix = topo.shoplab_flow_matrix(inst, SERVICES, FLOWS, "netns")
+    assert len(matrix) == (len(inst) + 1) * len(inst) - len(inst)
+    assert cell(matrix, "host", "gateway")
+    assert not cell(matrix, "host", "postgres")
+    assert not cell(matrix, "host", "product-1")
+    assert cell(matrix, "gateway", "product-2")
+    assert not cell(matrix, "gateway", "postgres")
+    assert not cell(matrix, "gateway", "redis")
+    assert cell(matrix, "order-1", "postgres")
+    assert not cell(matrix, "registry", "postgres")
+    assert not cell(matrix, "redis", "product-1")
+    assert not cell(matrix, "postgres", "gateway")
+    # Same bridge, same L2 segment.
+    assert cell(matrix, "product-1", "order-2")
+    assert cell(matrix, "redis", "postgres")
+
+
+def test_docker_matrix_follows_network_membership():
+    networks = topo.shoplab_docker_networks(SERVICES, FLOWS)
+    assert networks["gateway"] == ["backend", "frontend"]
+    assert networks["redis"] == ["database"]
+    matrix = topo.shoplab_flow_matrix(instances(), SERVICES, FLOWS, "docker")
+    assert not cell(matrix, "gateway", "postgres")
+    assert not cell(matrix, "registry", "redis")
+    # A Docker network has no per-port filter: redis shares the database network with product.
+    assert cell(matrix, "redis", "product-1")
+
+
+def test_docs_are_rendered_from_the_data():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/render_topology_doc.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
