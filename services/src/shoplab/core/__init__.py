@@ -1,0 +1,1 @@
+"""Code every service shares: configuration, errors, logging, clients."""

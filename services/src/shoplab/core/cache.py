@@ -1,0 +1,96 @@
+"""The product cache: Redis client and the cache-key scheme shared by the product and order services.
+
+Cache-aside: readers look in Redis, fall back to PostgreSQL and fill Redis with a TTL; writers (the
+product service's write path, and the order service when it decrements stock) invalidate. Values are the
+serialized JSON response bodies, so a hit is returned as bytes without being parsed.
+
+Redis is an optimisation, never a dependency: every call here swallows Redis errors, logs a warning and
+reports a miss, with short socket timeouts so a dead Redis cannot stall requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+
+log = logging.getLogger("shoplab.cache")
+
+ITEM_KEY = "shoplab:product:{id}"
+# Every list page lives in one hash, so one DEL invalidates all pages after any write.
+PAGES_KEY = "shoplab:product-pages"
+
+
+def item_key(product_id: int) -> str:
+    return ITEM_KEY.format(id=product_id)
+
+
+def page_field(page: int, per_page: int) -> str:
+    return f"{page}:{per_page}"
+
+
+class ProductCache:
+    def __init__(self, url: str, ttl: int, timeout: float):
+        self.ttl = ttl
+        self.client = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=0,
+            retry_on_timeout=False,
+        )
+        # After a failure, skip Redis for a moment instead of paying a timeout on every request.
+        self._down_until = 0.0
+        self.backoff_seconds = 1.0
+
+    def available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, operation: str, error: Exception) -> None:
+        self._down_until = time.monotonic() + self.backoff_seconds
+        log.warning("redis %s failed, serving from PostgreSQL: %s", operation, error)
+
+    def get_item(self, product_id: int) -> bytes | None:
+        return self._call("get", self.client.get, item_key(product_id))
+
+    def set_item(self, product_id: int, body: bytes) -> None:
+        self._call("set", self.client.set, item_key(product_id), body, ex=self.ttl)
+
+    def get_page(self, page: int, per_page: int) -> bytes | None:
+        return self._call("hget", self.client.hget, PAGES_KEY, page_field(page, per_page))
+
+    def set_page(self, page: int, per_page: int, body: bytes) -> None:
+        def _store() -> None:
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.hset(PAGES_KEY, page_field(page, per_page), body)
+                # NX: the first page sets the clock; later pages must not keep older pages alive forever.
+                pipe.expire(PAGES_KEY, self.ttl, nx=True)
+                pipe.execute()
+
+        self._call("hset", _store)
+
+    def invalidate(self, product_ids: list[int]) -> bool:
+        keys = [item_key(pid) for pid in product_ids] + [PAGES_KEY]
+        # Invalidation is attempted even while backing off: a stale cache is worse than a slow write.
+        try:
+            self.client.delete(*keys)
+            return True
+        except redis.RedisError as error:
+            self._failed("delete", error)
+            return False
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError:
+            return False
+
+    def _call(self, operation: str, func, *args, **kwargs):
+        if not self.available():
+            return None
+        try:
+            return func(*args, **kwargs)
+        except redis.RedisError as error:
+            self._failed(operation, error)
+            return None

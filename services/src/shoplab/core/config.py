@@ -1,0 +1,97 @@
+"""Configuration, read only from environment variables, with defaults that work on a lab host."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+DEFAULT_PORTS = {"gateway": 3000, "registry": 5000, "product": 5001, "order": 5002}
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value.strip() == "" else value.strip()
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(_env(name, str(default)))
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+def read_database_url() -> str:
+    """DATABASE_URL, with the password from DATABASE_PASSWORD_FILE (Docker secrets) when that is set."""
+    url = _env("DATABASE_URL", "postgresql://shoplab@postgres:5432/shoplab")
+    password_file = os.environ.get("DATABASE_PASSWORD_FILE", "").strip()
+    if not password_file:
+        return url
+    with open(password_file, encoding="utf-8") as handle:
+        password = handle.read().strip()
+    # psycopg2 accepts a libpq URL followed by keyword overrides, so the password never has to be
+    # URL-escaped into the connection string.
+    return f"{url}{'&' if '?' in url else '?'}password={_quote(password)}"
+
+
+def _quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+@dataclass(frozen=True)
+class Config:
+    service: str
+    bind_host: str
+    port: int
+    instance_id: str
+    service_registry: str
+    advertise_addr: str
+    database_url: str = field(repr=False)
+    redis_url: str
+    heartbeat_interval: float
+    registry_ttl: float
+    log_level: str
+    max_content_length: int
+    cache_ttl: int
+    redis_timeout: float
+    db_pool_min: int
+    db_pool_max: int
+    gateway_connect_timeout: float
+    gateway_attempt_timeout: float
+    gateway_total_timeout: float
+    gateway_lookup_ttl: float
+    gateway_eject_after: int
+    gateway_eject_seconds: float
+
+    @classmethod
+    def from_env(cls, service: str) -> Config:
+        heartbeat = _env_float("HEARTBEAT_INTERVAL", 5.0)
+        return cls(
+            service=service,
+            bind_host=_env("BIND_HOST", "0.0.0.0"),
+            port=_env_int("PORT", DEFAULT_PORTS.get(service, 8000)),
+            instance_id=_env("INSTANCE_ID", socket.gethostname()),
+            # An empty SERVICE_REGISTRY means "stand alone": no registration (tests, one-off runs).
+            service_registry=os.environ.get("SERVICE_REGISTRY", "http://registry:5000").strip().rstrip("/"),
+            advertise_addr=_env("ADVERTISE_ADDR", ""),
+            database_url=read_database_url() if service in ("product", "order") else "",
+            redis_url=_env("REDIS_URL", "redis://redis:6379/0"),
+            heartbeat_interval=heartbeat,
+            # Expiry at three missed heartbeats.
+            registry_ttl=_env_float("REGISTRY_TTL", 3 * heartbeat),
+            log_level=_env("LOG_LEVEL", "INFO").upper(),
+            max_content_length=_env_int("MAX_CONTENT_LENGTH", 64 * 1024),
+            cache_ttl=_env_int("CACHE_TTL", 60),
+            redis_timeout=_env_float("REDIS_TIMEOUT", 0.25),
+            db_pool_min=_env_int("DB_POOL_MIN", 1),
+            db_pool_max=_env_int("DB_POOL_MAX", 10),
+            gateway_connect_timeout=_env_float("GATEWAY_CONNECT_TIMEOUT", 0.5),
+            gateway_attempt_timeout=_env_float("GATEWAY_ATTEMPT_TIMEOUT", 5.0),
+            gateway_total_timeout=_env_float("GATEWAY_TOTAL_TIMEOUT", 10.0),
+            gateway_lookup_ttl=_env_float("GATEWAY_LOOKUP_TTL", 1.0),
+            gateway_eject_after=_env_int("GATEWAY_EJECT_AFTER", 3),
+            gateway_eject_seconds=_env_float("GATEWAY_EJECT_SECONDS", 10.0),
+        )

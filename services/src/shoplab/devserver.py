@@ -1,0 +1,45 @@
+"""`make run-local`: the whole system on loopback with a throwaway Redis and PostgreSQL; Ctrl-C stops it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import time
+
+from shoplab.devtools.stack import start_stack
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m shoplab.devserver", description=__doc__)
+    parser.add_argument("--products", type=int, default=2, help="product instances (default 2)")
+    parser.add_argument("--orders", type=int, default=2, help="order instances (default 2)")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
+    parser.add_argument("--gateway-port", type=int, default=3000)
+    args = parser.parse_args()
+
+    stack = start_stack(
+        products=args.products, orders=args.orders, workers=args.workers, gateway_port=args.gateway_port
+    )
+    print(f"Shoplab is up. Gateway: {stack.gateway_url}/api/products", flush=True)
+    print(f"Registry: {stack.registry_url}/services   Logs: {stack.servers.root}", flush=True)
+    print("Ctrl-C stops everything.", flush=True)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    try:
+        while not stopping:
+            for process in stack.servers.processes:
+                if not process.alive():
+                    print(f"{process.name} exited; its log ends with:\n{process.log_tail()}", flush=True)
+                    stopping.append(True)
+                    break
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("Stopping…", flush=True)
+        stack.servers.stop()
+
+
+if __name__ == "__main__":
+    main()

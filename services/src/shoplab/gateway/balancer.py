@@ -1,0 +1,90 @@
+"""Which instance answers next: registry lookups cached briefly, round-robin, ejection after failures.
+
+All state is per gunicorn worker; that is enough to spread load and keeps the hot path lock-light.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from shoplab.core.registry_client import Instance, RegistryClient, RegistryError
+
+log = logging.getLogger("shoplab.gateway.balancer")
+
+
+@dataclass
+class _Lookup:
+    instances: list[Instance] = field(default_factory=list)
+    fetched_at: float = float("-inf")
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    counter: itertools.count = field(default_factory=itertools.count)
+
+
+class Balancer:
+    def __init__(self, registry: RegistryClient, lookup_ttl: float, eject_after: int, eject_seconds: float):
+        self.registry = registry
+        self.lookup_ttl = lookup_ttl
+        self.eject_after = eject_after
+        self.eject_seconds = eject_seconds
+        self._lookups: dict[str, _Lookup] = {}
+        self._failures: dict[str, int] = {}
+        self._ejected_until: dict[str, float] = {}
+
+    def _lookup(self, service: str) -> _Lookup:
+        lookup = self._lookups.get(service)
+        if lookup is None:
+            lookup = self._lookups.setdefault(service, _Lookup())
+        if time.monotonic() - lookup.fetched_at < self.lookup_ttl:
+            return lookup
+        # One thread refreshes; the others keep using the previous list meanwhile (if there is one).
+        if lookup.lock.acquire(blocking=not lookup.instances):
+            try:
+                if time.monotonic() - lookup.fetched_at >= self.lookup_ttl:
+                    try:
+                        lookup.instances = self.registry.lookup(service)
+                    except RegistryError as error:
+                        # A registry outage must not take the shop down: keep routing to the last known set.
+                        log.warning(
+                            "registry lookup for %s failed, keeping %d known: %s",
+                            service,
+                            len(lookup.instances),
+                            error,
+                        )
+                    lookup.fetched_at = time.monotonic()
+            finally:
+                lookup.lock.release()
+        return lookup
+
+    def candidates(self, service: str) -> list[Instance]:
+        """Instances to try, in order: round-robin start; ejected ones only if nothing else is left."""
+        lookup = self._lookup(service)
+        instances = lookup.instances
+        if not instances:
+            return []
+        start = next(lookup.counter) % len(instances)
+        rotated = instances[start:] + instances[:start]
+        now = time.monotonic()
+        healthy = [i for i in rotated if self._ejected_until.get(self._key(i), 0.0) <= now]
+        return healthy or rotated
+
+    @staticmethod
+    def _key(instance: Instance) -> str:
+        return f"{instance.service}/{instance.instance_id}@{instance.address}:{instance.port}"
+
+    def succeeded(self, instance: Instance) -> None:
+        key = self._key(instance)
+        if self._failures.get(key):
+            self._failures[key] = 0
+
+    def failed(self, instance: Instance) -> None:
+        key = self._key(instance)
+        failures = self._failures.get(key, 0) + 1
+        self._failures[key] = failures
+        if failures >= self.eject_after:
+            self._ejected_until[key] = time.monotonic() + self.eject_seconds
+            self._failures[key] = 0
+            log.warning("ejected %s for %.0fs after %d failures", key, self.eject_seconds, failures)

@@ -1,0 +1,34 @@
+"""Order service: places orders against the catalogue's stock in one transaction, idempotently."""
+
+from __future__ import annotations
+
+from flask import Flask, request
+
+from shoplab.core.app import create_base_app
+from shoplab.core.cache import ProductCache
+from shoplab.core.config import Config
+from shoplab.core.db import Database, register_database_errors
+from shoplab.core.problems import ProblemError
+from shoplab.core.schema import SchemaGuard
+from shoplab.order.routes import bp
+
+
+def create_app(config: Config | None = None) -> Flask:
+    config = config or Config.from_env("order")
+    db = Database(config.database_url, config.db_pool_min, config.db_pool_max)
+    # Only used to invalidate product entries when an order changes stock.
+    cache = ProductCache(config.redis_url, config.cache_ttl, config.redis_timeout)
+    schema = SchemaGuard(db, seed=False)
+
+    app = create_base_app(config, ready_check=lambda: {"postgres": db.ping() and schema.ensure()})
+    app.extensions.update({"shoplab.db": db, "shoplab.cache": cache})
+    register_database_errors(app)
+    app.register_blueprint(bp)
+
+    @app.before_request
+    def _schema_first() -> None:
+        if request.path.startswith("/api/") and not schema.ensure():
+            raise ProblemError(503, "The database is not ready yet; try again.")
+
+    schema.ensure()
+    return app

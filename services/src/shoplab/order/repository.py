@@ -1,0 +1,78 @@
+"""Orders in PostgreSQL: placing one is a single transaction that can never oversell."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shoplab.core.problems import ProblemError
+
+ORDER_SELECT = """
+SELECT o.id, o.status, o.total_cents, o.created_at,
+       COALESCE(json_agg(json_build_object('product_id', i.product_id, 'quantity', i.quantity,
+                                           'unit_price_cents', i.unit_price_cents)
+                         ORDER BY i.product_id) FILTER (WHERE i.order_id IS NOT NULL), '[]')
+FROM orders o LEFT JOIN order_items i ON i.order_id = o.id
+"""
+
+
+def as_dict(row: tuple) -> dict[str, Any]:
+    order_id, status, total_cents, created_at, items = row
+    return {
+        "id": order_id,
+        "status": status,
+        "total_cents": total_cents,
+        "created_at": created_at.isoformat(),
+        "items": items,
+    }
+
+
+def place_order(cur, items: list[dict[str, int]]) -> dict[str, Any]:
+    """Decrement stock and record the order, inside the caller's transaction.
+
+    `UPDATE … WHERE stock >= q` is the whole concurrency story: a concurrent order on the same row waits
+    for the row lock, then re-checks the condition against the committed stock, so stock can't go below
+    zero. Rows are locked in product-id order so two multi-item orders can't deadlock.
+    """
+    lines = []
+    for item in sorted(items, key=lambda i: i["product_id"]):
+        cur.execute(
+            "UPDATE products SET stock = stock - %(q)s, updated_at = now() "
+            "WHERE id = %(id)s AND stock >= %(q)s RETURNING price_cents",
+            {"q": item["quantity"], "id": item["product_id"]},
+        )
+        row = cur.fetchone()
+        if row is None:
+            cur.execute("SELECT stock FROM products WHERE id = %s", (item["product_id"],))
+            existing = cur.fetchone()
+            if existing is None:
+                raise ProblemError(422, f"No product with id {item['product_id']}.")
+            raise ProblemError(
+                409,
+                f"Not enough stock for product {item['product_id']}: {existing[0]} left.",
+                title="Insufficient stock",
+                product_id=item["product_id"],
+                available=existing[0],
+            )
+        lines.append((item["product_id"], item["quantity"], row[0]))
+    total = sum(quantity * price for _, quantity, price in lines)
+    cur.execute("INSERT INTO orders (total_cents) VALUES (%s) RETURNING id", (total,))
+    order_id = cur.fetchone()[0]
+    cur.executemany(
+        "INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) VALUES (%s, %s, %s, %s)",
+        [(order_id, *line) for line in lines],
+    )
+    return get_order(cur, order_id)
+
+
+def get_order(cur, order_id: int) -> dict[str, Any] | None:
+    cur.execute(ORDER_SELECT + " WHERE o.id = %s GROUP BY o.id", (order_id,))
+    row = cur.fetchone()
+    return as_dict(row) if row else None
+
+
+def list_orders(cur, page: int, per_page: int) -> dict[str, Any]:
+    offset = (page - 1) * per_page
+    cur.execute(ORDER_SELECT + " GROUP BY o.id ORDER BY o.id DESC LIMIT %s OFFSET %s", (per_page, offset))
+    items = [as_dict(row) for row in cur.fetchall()]
+    cur.execute("SELECT count(*) FROM orders")
+    return {"items": items, "page": page, "per_page": per_page, "total": cur.fetchone()[0]}

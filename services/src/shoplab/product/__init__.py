@@ -1,0 +1,40 @@
+"""Product service: the catalogue in PostgreSQL, read through a Redis cache (cache-aside)."""
+
+from __future__ import annotations
+
+from flask import Flask, request
+
+from shoplab.core.app import create_base_app
+from shoplab.core.cache import ProductCache
+from shoplab.core.config import Config
+from shoplab.core.db import Database, register_database_errors
+from shoplab.core.problems import ProblemError
+from shoplab.core.schema import SchemaGuard
+from shoplab.product.repository import ProductRepository
+from shoplab.product.routes import bp
+
+
+def create_app(config: Config | None = None) -> Flask:
+    config = config or Config.from_env("product")
+    db = Database(config.database_url, config.db_pool_min, config.db_pool_max)
+    cache = ProductCache(config.redis_url, config.cache_ttl, config.redis_timeout)
+    schema = SchemaGuard(db, seed=True)
+
+    def ready() -> dict[str, bool]:
+        # Redis down is "degraded": reads still work from PostgreSQL, so it does not fail readiness.
+        return {"postgres": db.ping() and schema.ensure(), "~redis": cache.ping()}
+
+    app = create_base_app(config, ready_check=ready)
+    app.extensions["shoplab.db"] = db
+    app.extensions["shoplab.cache"] = cache
+    app.extensions["shoplab.products"] = ProductRepository(db)
+    register_database_errors(app)
+    app.register_blueprint(bp)
+
+    @app.before_request
+    def _schema_first() -> None:
+        if request.path.startswith("/api/") and not schema.ensure():
+            raise ProblemError(503, "The database is not ready yet; try again.")
+
+    schema.ensure()  # eagerly when the database is up; later requests retry if it is not
+    return app

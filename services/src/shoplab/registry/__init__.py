@@ -1,0 +1,18 @@
+"""Service registry: register, heartbeat, deregister, look up healthy instances (state in memory)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from shoplab.core.app import create_base_app
+from shoplab.core.config import Config
+from shoplab.registry.routes import bp
+from shoplab.registry.store import RegistryStore
+
+
+def create_app(config: Config | None = None) -> Flask:
+    config = config or Config.from_env("registry")
+    app = create_base_app(config, ready_check=lambda: {})
+    app.extensions["shoplab.registry"] = RegistryStore(ttl=config.registry_ttl)
+    app.register_blueprint(bp)
+    return app

@@ -1,0 +1,84 @@
+"""In-memory registry state. It lives in ONE process (gunicorn, 1 worker, threads): losing it on a
+restart is fine, because every instance registers again on its next heartbeat."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class Registration:
+    service: str
+    instance_id: str
+    address: str
+    port: int
+    registered_at: float
+    last_heartbeat: float
+
+    def as_dict(self, now: float) -> dict:
+        return {
+            "service": self.service,
+            "instance_id": self.instance_id,
+            "address": self.address,
+            "port": self.port,
+            "age_seconds": round(now - self.registered_at, 3),
+            "last_heartbeat_seconds_ago": round(now - self.last_heartbeat, 3),
+        }
+
+
+class RegistryStore:
+    def __init__(self, ttl: float, clock=time.monotonic):
+        self.ttl = ttl
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._services: dict[str, dict[str, Registration]] = {}
+
+    def register(self, service: str, instance_id: str, address: str, port: int) -> bool:
+        """Register or refresh; True when the instance is new."""
+        now = self.clock()
+        with self._lock:
+            instances = self._services.setdefault(service, {})
+            existing = instances.get(instance_id)
+            created = existing is None or self._expired(existing, now)
+            registered_at = now if created else existing.registered_at
+            instances[instance_id] = Registration(service, instance_id, address, port, registered_at, now)
+            return created
+
+    def heartbeat(self, service: str, instance_id: str) -> bool:
+        now = self.clock()
+        with self._lock:
+            registration = self._services.get(service, {}).get(instance_id)
+            if registration is None or self._expired(registration, now):
+                return False
+            registration.last_heartbeat = now
+            return True
+
+    def deregister(self, service: str, instance_id: str) -> bool:
+        with self._lock:
+            return self._services.get(service, {}).pop(instance_id, None) is not None
+
+    def healthy(self, service: str) -> list[dict]:
+        now = self.clock()
+        with self._lock:
+            self._purge(now)
+            instances = self._services.get(service, {}).values()
+            return [r.as_dict(now) for r in sorted(instances, key=lambda r: r.instance_id)]
+
+    def all_services(self) -> dict[str, list[dict]]:
+        now = self.clock()
+        with self._lock:
+            self._purge(now)
+            return {
+                name: [r.as_dict(now) for r in sorted(instances.values(), key=lambda r: r.instance_id)]
+                for name, instances in sorted(self._services.items())
+            }
+
+    def _expired(self, registration: Registration, now: float) -> bool:
+        return now - registration.last_heartbeat > self.ttl
+
+    def _purge(self, now: float) -> None:
+        for instances in self._services.values():
+            for instance_id in [i for i, r in instances.items() if self._expired(r, now)]:
+                del instances[instance_id]

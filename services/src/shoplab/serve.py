@@ -1,0 +1,91 @@
+"""`shoplab-serve <service>`: run one service under gunicorn, configured from the environment."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+
+from gunicorn.app.base import BaseApplication
+
+from shoplab import SERVICES
+from shoplab.core.config import Config
+from shoplab.core.registry_client import Heartbeat, Instance, RegistryClient, advertise_address
+
+# Services that announce themselves to the registry (the registry and the gateway do not).
+REGISTERING = ("product", "order")
+
+
+def _int_env(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+def gunicorn_options(config: Config) -> dict:
+    # The registry keeps its state in memory: exactly one process, whatever WEB_CONCURRENCY says.
+    workers = 1 if config.service == "registry" else _int_env("WEB_CONCURRENCY", 2)
+    options = {
+        "bind": f"{config.bind_host}:{config.port}",
+        "workers": workers,
+        # gthread keeps client connections alive (sync workers close them after every response).
+        "worker_class": os.environ.get("WORKER_CLASS", "gthread"),
+        "threads": _int_env("THREADS", 16 if config.service == "gateway" else 8),
+        # Longer than the gateway's idle-connection cut-off, so a pooled upstream connection is never
+        # closed by the server just as the gateway reuses it.
+        "keepalive": _int_env("KEEPALIVE", 75),
+        "timeout": _int_env("WORKER_TIMEOUT", 30),
+        "graceful_timeout": 10,
+        "backlog": 2048,
+        "accesslog": None,  # the app logs one JSON line per request itself
+        "errorlog": "-",
+        "loglevel": config.log_level.lower(),
+        "proc_name": f"shoplab-{config.service}-{config.instance_id}",
+        "control_socket_disable": True,  # several instances on one host must not fight over one socket
+    }
+    if config.service in REGISTERING and config.service_registry:
+        options.update(registration_hooks(config))
+    return options
+
+
+def registration_hooks(config: Config) -> dict:
+    """Heartbeat from the gunicorn master: one registration per instance, however many workers."""
+    state: dict[str, Heartbeat] = {}
+
+    def when_ready(server) -> None:
+        client = RegistryClient(config.service_registry)
+        address = advertise_address(config.service_registry, config.advertise_addr)
+        instance = Instance(config.service, config.instance_id, address, config.port)
+        state["heartbeat"] = Heartbeat(client, instance, config.heartbeat_interval)
+        state["heartbeat"].start()
+
+    def on_exit(server) -> None:
+        if "heartbeat" in state:
+            state["heartbeat"].stop(deregister=True)
+
+    return {"when_ready": when_ready, "on_exit": on_exit}
+
+
+class ServiceApplication(BaseApplication):
+    def __init__(self, service: str, config: Config):
+        self.service = service
+        self.config = config
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in gunicorn_options(self.config).items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        # Imported in the worker, after the fork: pools and sockets are never shared across processes.
+        return importlib.import_module(f"shoplab.{self.service}").create_app(self.config)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="shoplab-serve", description=__doc__)
+    parser.add_argument("service", choices=SERVICES)
+    args = parser.parse_args(argv)
+    ServiceApplication(args.service, Config.from_env(args.service)).run()
+
+
+if __name__ == "__main__":
+    main()
