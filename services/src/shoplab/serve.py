@@ -10,7 +10,7 @@ from gunicorn.app.base import BaseApplication
 
 from shoplab import SERVICES
 from shoplab.core.config import Config
-from shoplab.core.registry_client import Heartbeat, Instance, RegistryClient, advertise_address
+from shoplab.core.registry_client import Heartbeat, Instance, RegistryClient, RegistryError, advertise_address
 
 # Services that announce themselves to the registry (the registry and the gateway do not).
 REGISTERING = ("product", "order")
@@ -48,21 +48,27 @@ def gunicorn_options(config: Config) -> dict:
 
 
 def registration_hooks(config: Config) -> dict:
-    """Heartbeat from the gunicorn master: one registration per instance, however many workers."""
-    state: dict[str, Heartbeat] = {}
+    """Every worker heartbeats the SAME instance id (idempotent); the master deregisters on exit.
 
-    def when_ready(server) -> None:
-        client = RegistryClient(config.service_registry)
+    The heartbeat thread lives in the workers, not in the master: a thread running in the master while
+    it forks workers can leave a child with a half-imported module or a lock held forever.
+    """
+
+    def instance() -> Instance:
         address = advertise_address(config.service_registry, config.advertise_addr)
-        instance = Instance(config.service, config.instance_id, address, config.port)
-        state["heartbeat"] = Heartbeat(client, instance, config.heartbeat_interval)
-        state["heartbeat"].start()
+        return Instance(config.service, config.instance_id, address, config.port)
+
+    def post_worker_init(worker) -> None:
+        client = RegistryClient(config.service_registry)
+        Heartbeat(client, instance(), config.heartbeat_interval).start()
 
     def on_exit(server) -> None:
-        if "heartbeat" in state:
-            state["heartbeat"].stop(deregister=True)
+        try:
+            RegistryClient(config.service_registry).deregister(instance())
+        except RegistryError as error:
+            server.log.warning("deregister failed: %s", error)
 
-    return {"when_ready": when_ready, "on_exit": on_exit}
+    return {"post_worker_init": post_worker_init, "on_exit": on_exit}
 
 
 class ServiceApplication(BaseApplication):

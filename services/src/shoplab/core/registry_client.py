@@ -114,7 +114,8 @@ class RegistryClient:
 class Heartbeat:
     """Keeps one instance registered: registers, heartbeats every interval, re-registers when forgotten.
 
-    Runs in ONE place per instance (the gunicorn master), whatever the number of workers.
+    Each gunicorn worker runs one; they share the instance id, and registering is idempotent, so several
+    workers still make one registry entry.
     """
 
     def __init__(self, client: RegistryClient, instance: Instance, interval: float):
@@ -152,10 +153,5 @@ class Heartbeat:
             self.beat()
             self._stop.wait(self.interval)
 
-    def stop(self, deregister: bool = True) -> None:
+    def stop(self) -> None:
         self._stop.set()
-        if deregister:
-            try:
-                self.client.deregister(self.instance)
-            except RegistryError as error:
-                log.warning("deregister failed: %s", error)

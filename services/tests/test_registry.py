@@ -1,0 +1,95 @@
+"""The service registry: register, heartbeat, expiry after missed heartbeats, self-healing restarts."""
+
+from __future__ import annotations
+
+import time
+
+import requests
+from helpers import FAST_ENV, HEARTBEAT_INTERVAL, assert_problem
+from shoplab.devtools.servers import wait_for
+
+TTL = 3 * float(HEARTBEAT_INTERVAL)
+
+
+def instances(registry: str, service: str) -> dict[str, dict]:
+    response = requests.get(f"{registry}/services/{service}/instances", timeout=5)
+    assert response.status_code == 200
+    return {i["instance_id"]: i for i in response.json()["instances"]}
+
+
+def test_register_lookup_heartbeat_deregister(stack):
+    registry = stack.registry_url
+    body = {"instance_id": "manual-1", "address": "127.0.0.9", "port": 6001}
+    assert requests.post(f"{registry}/services/manualsvc/instances", json=body, timeout=5).status_code == 201
+    # Registering again is idempotent (a refresh, not a duplicate).
+    assert requests.post(f"{registry}/services/manualsvc/instances", json=body, timeout=5).status_code == 200
+    found = instances(registry, "manualsvc")
+    assert list(found) == ["manual-1"]
+    assert (found["manual-1"]["address"], found["manual-1"]["port"]) == ("127.0.0.9", 6001)
+
+    beat = requests.put(f"{registry}/services/manualsvc/instances/manual-1/heartbeat", timeout=5)
+    assert beat.status_code == 200
+    gone = requests.delete(f"{registry}/services/manualsvc/instances/manual-1", timeout=5)
+    assert gone.status_code == 204
+    assert instances(registry, "manualsvc") == {}
+    # A heartbeat for an instance the registry does not know is a 404: the client's cue to re-register.
+    assert_problem(
+        requests.put(f"{registry}/services/manualsvc/instances/manual-1/heartbeat", timeout=5), 404
+    )
+
+
+def test_registry_rejects_bad_registrations(stack):
+    url = f"{stack.registry_url}/services/badsvc/instances"
+    assert_problem(requests.post(url, data="{not json", headers={"Content-Type": "application/json"}), 400)
+    assert_problem(requests.post(url, data="x", headers={"Content-Type": "text/plain"}), 415)
+    assert_problem(requests.post(url, json={"instance_id": "a", "address": "h", "port": True}), 422)
+    assert_problem(requests.post(url, json={"instance_id": "a", "address": "h", "port": 70000}), 422)
+    assert_problem(requests.post(url, json={"instance_id": "a b", "address": "h", "port": 80}), 422)
+    assert_problem(requests.post(url, json={"address": "h", "port": 80}), 422)
+    assert instances(stack.registry_url, "badsvc") == {}
+
+
+def test_instances_expire_after_missed_heartbeats(stack):
+    registry = stack.registry_url
+    body = {"instance_id": "silent-1", "address": "127.0.0.9", "port": 6002}
+    assert requests.post(f"{registry}/services/silentsvc/instances", json=body, timeout=5).status_code == 201
+    assert "silent-1" in instances(registry, "silentsvc")
+    registered_at = time.monotonic()
+    wait_for(lambda: "silent-1" not in instances(registry, "silentsvc"), TTL * 4, "expiry")
+    # Not before the TTL (three heartbeat intervals) ran out.
+    assert time.monotonic() - registered_at >= TTL * 0.9
+
+
+def test_live_instances_stay_registered(stack):
+    # The session's instances heartbeat every 0.5 s; over several TTLs they must never drop out.
+    deadline = time.monotonic() + TTL * 2
+    while time.monotonic() < deadline:
+        assert {"product-1", "product-2"} <= set(instances(stack.registry_url, "product"))
+        assert {"order-1", "order-2"} <= set(instances(stack.registry_url, "order"))
+        time.sleep(0.2)
+
+
+def test_registry_restart_heals_itself(stack, servers):
+    """Kill the registry, start a new empty one on the same port: instances re-register on their own."""
+    registry = servers.start_service("registry", "registry-x", dict(FAST_ENV))
+    registry_url = f"http://127.0.0.1:{registry.port}"
+    env = stack.service_env(SERVICE_REGISTRY=registry_url)
+    servers.start_service("product", "product-healing", env)
+    wait_for(lambda: "product-healing" in instances(registry_url, "product"), 10, "first registration")
+
+    registry.kill()
+    replacement = servers.start_service("registry", "registry-y", {**FAST_ENV, "PORT": str(registry.port)})
+    assert instances(registry_url, "product") == {}  # a fresh registry knows nothing
+    wait_for(lambda: "product-healing" in instances(registry_url, "product"), 10, "re-registration")
+    assert replacement.alive()
+
+
+def test_many_workers_register_one_instance(stack, servers):
+    registry = servers.start_service("registry", "registry-w", dict(FAST_ENV))
+    registry_url = f"http://127.0.0.1:{registry.port}"
+    servers.start_service(
+        "product", "product-3w", stack.service_env(SERVICE_REGISTRY=registry_url, WEB_CONCURRENCY="3")
+    )
+    wait_for(lambda: "product-3w" in instances(registry_url, "product"), 10, "registration")
+    time.sleep(TTL)
+    assert list(instances(registry_url, "product")) == ["product-3w"]
