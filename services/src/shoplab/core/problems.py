@@ -61,6 +61,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_exception(error: HTTPException) -> Response:
+        if error.code == 413:
+            drain_body(request.environ)
         headers = {}
         if error.code == 405 and error.response is None:
             allowed = getattr(error, "valid_methods", None)
@@ -72,3 +74,21 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(error: Exception) -> Response:
         log.exception("unhandled error")
         return problem(500, "An unexpected error occurred.")
+
+
+# Past the limit we still read (and drop) this much of an oversized body before answering 413: a
+# server that answers early and closes leaves the client's keep-alive connection broken.
+DRAIN_LIMIT = 1024 * 1024
+
+
+def drain_body(environ: dict) -> None:
+    try:
+        remaining = min(int(environ.get("CONTENT_LENGTH") or 0), DRAIN_LIMIT)
+    except ValueError:
+        return
+    stream = environ["wsgi.input"]
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 65536))
+        if not chunk:
+            return
+        remaining -= len(chunk)

@@ -137,8 +137,7 @@ class Heartbeat:
             if self.registered:
                 log.warning("registry forgot %s; registering again", self.instance.instance_id)
             self.client.register(self.instance)
-            if not self.registered:
-                log.info("registered %s at %s:%s", *self._names())
+            log.info("registered %s at %s:%s", *self._names())
             self.registered = True
         except RegistryError as error:
             # Keep trying on the next beat; registration may already have expired, so start over.

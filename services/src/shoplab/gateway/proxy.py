@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from shoplab.core.config import Config
 from shoplab.core.logs import log_request
-from shoplab.core.problems import PROBLEM_CONTENT_TYPE, problem_body
+from shoplab.core.problems import PROBLEM_CONTENT_TYPE, drain_body, problem_body
 from shoplab.gateway.balancer import Balancer
 from shoplab.gateway.upstream import Broken, ConnectionPool, NotReached, UpstreamRequest
 
@@ -141,6 +141,7 @@ class Proxy:
             except ValueError:
                 size = limit + 1
             if size > limit:
+                drain_body(environ)
                 return None
             return stream.read(size) if size else b""
         if environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":

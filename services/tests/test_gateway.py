@@ -1,0 +1,87 @@
+"""The gateway: round-robin, retry on another instance, ejection, 503 when nothing is up."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import requests
+from helpers import FAST_ENV, assert_problem
+from shoplab.devtools.servers import wait_for
+
+
+def answered_by(gateway: str, count: int, path: str = "/api/products/1") -> Counter:
+    with requests.Session() as http:
+        responses = [http.get(f"{gateway}{path}", timeout=10) for _ in range(count)]
+    assert all(r.status_code == 200 for r in responses), [r.status_code for r in responses]
+    return Counter(r.headers["X-Upstream-Instance"] for r in responses)
+
+
+def test_round_robin_spreads_over_both_product_instances(gateway):
+    spread = answered_by(gateway, 40)
+    assert set(spread) == {"product-1", "product-2"}
+    assert min(spread.values()) >= 15, spread  # strict alternation per worker: 20/20
+
+
+def test_orders_are_routed_to_the_order_service(gateway):
+    response = requests.get(f"{gateway}/api/orders", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["X-Upstream-Instance"] in {"order-1", "order-2"}
+
+
+def test_gateway_retries_on_another_instance_when_one_dies(stack, servers):
+    doomed = servers.start_service("product", "product-doomed", stack.service_env())
+    stack.wait_registered("product", {"product-doomed"})
+    wait_for(lambda: "product-doomed" in answered_by(stack.gateway_url, 6), 10, "gateway routing to it")
+
+    doomed.kill()  # SIGKILL: no deregistration, the registry still lists it until the TTL runs out
+    listed = requests.get(f"{stack.registry_url}/services/product/instances", timeout=5).json()
+    assert "product-doomed" in {i["instance_id"] for i in listed["instances"]}
+    spread = answered_by(stack.gateway_url, 30)  # every one answered 200, by a live instance
+    assert set(spread) <= {"product-1", "product-2"}
+    # POSTs with an Idempotency-Key are retried as well.
+    with requests.Session() as http:
+        for n in range(6):
+            created = http.post(
+                f"{stack.gateway_url}/api/products",
+                json={"name": "Retry widget", "price_cents": 1, "stock": 1},
+                headers={"Idempotency-Key": f"retry-{n}"},
+                timeout=10,
+            )
+            assert created.status_code == 201
+
+
+def test_no_instance_is_a_503_problem(servers):
+    registry = servers.start_service("registry", "registry-empty", dict(FAST_ENV))
+    gateway = servers.start_service(
+        "gateway", "gateway-lonely", {**FAST_ENV, "SERVICE_REGISTRY": f"http://127.0.0.1:{registry.port}"}
+    )
+    url = f"http://127.0.0.1:{gateway.port}"
+    body = assert_problem(requests.get(f"{url}/api/products", timeout=10), 503)
+    assert "product" in body["detail"]
+    assert requests.get(f"{url}/ready", timeout=10).status_code == 200
+    registry.kill()
+    assert_problem(requests.get(f"{url}/ready", timeout=10), 503)
+
+
+def test_registered_but_unreachable_instances_are_a_503(servers):
+    registry = servers.start_service("registry", "registry-ghosts", dict(FAST_ENV))
+    registry_url = f"http://127.0.0.1:{registry.port}"
+    for n in (1, 2):  # nothing listens on port 9 of loopback
+        ghost = {"instance_id": f"ghost-{n}", "address": "127.0.0.1", "port": 9}
+        requests.post(f"{registry_url}/services/product/instances", json=ghost, timeout=5)
+    gateway = servers.start_service(
+        "gateway", "gateway-ghosts", {**FAST_ENV, "SERVICE_REGISTRY": registry_url}
+    )
+    assert_problem(requests.get(f"http://127.0.0.1:{gateway.port}/api/products", timeout=10), 503)
+
+
+def test_gateway_errors_are_problems(gateway):
+    assert_problem(requests.get(f"{gateway}/nowhere", timeout=10), 404)
+    assert_problem(requests.get(f"{gateway}/api/productsXYZ", timeout=10), 404)
+    oversized = b'{"items": "' + b"x" * 200_000 + b'"}'
+    response = requests.post(
+        f"{gateway}/api/orders", data=oversized, headers={"Content-Type": "application/json"}, timeout=10
+    )
+    assert_problem(response, 413)
+    assert requests.get(f"{gateway}/health", timeout=10).json()["status"] == "ok"
+    assert requests.get(f"{gateway}/ready", timeout=10).status_code == 200

@@ -1,0 +1,123 @@
+"""The product service: catalogue, cache-aside in Redis with invalidation, life without Redis."""
+
+from __future__ import annotations
+
+import requests
+from helpers import assert_problem
+from shoplab.core.schema import SEED_SIZE
+
+
+def test_catalogue_is_seeded_and_paginated(gateway, http):
+    first = http.get(f"{gateway}/api/products", params={"page": 1, "per_page": 50}, timeout=10)
+    second = http.get(f"{gateway}/api/products", params={"page": 2, "per_page": 50}, timeout=10)
+    assert first.status_code == second.status_code == 200
+    assert first.json()["total"] >= SEED_SIZE
+    first_ids = [p["id"] for p in first.json()["items"]]
+    second_ids = [p["id"] for p in second.json()["items"]]
+    assert len(first_ids) == len(second_ids) == 50
+    assert first_ids == sorted(first_ids)
+    assert max(first_ids) < min(second_ids)
+    assert http.get(f"{gateway}/api/products/1", timeout=10).json()["sku"] == "SKU-00001"
+
+
+def test_cache_miss_then_hit_and_invalidation_on_write(gateway, http, new_product):
+    product = new_product(stock=40, price_cents=500)
+    url = f"{gateway}/api/products/{product['id']}"
+    miss = http.get(url, timeout=10)
+    hit = http.get(url, timeout=10)
+    assert (miss.headers["X-Cache"], hit.headers["X-Cache"]) == ("MISS", "HIT")
+    assert miss.json() == hit.json() == product
+
+    changed = http.patch(url, json={"price_cents": 650}, timeout=10)
+    assert changed.status_code == 200
+    after = http.get(url, timeout=10)
+    assert after.headers["X-Cache"] == "MISS"
+    assert after.json()["price_cents"] == 650
+    assert http.get(url, timeout=10).headers["X-Cache"] == "HIT"
+
+
+def test_list_pages_are_cached_and_invalidated(gateway, http, new_product):
+    params = {"page": 1, "per_page": 7}
+    http.get(f"{gateway}/api/products", params=params, timeout=10)
+    assert http.get(f"{gateway}/api/products", params=params, timeout=10).headers["X-Cache"] == "HIT"
+    http.patch(f"{gateway}/api/products/3", json={"name": "Renamed Product Three"}, timeout=10)
+    page = http.get(f"{gateway}/api/products", params=params, timeout=10)
+    assert page.headers["X-Cache"] == "MISS"
+    assert page.json()["items"][2]["name"] == "Renamed Product Three"
+
+
+def test_an_order_invalidates_the_cached_stock(gateway, http, new_product):
+    product = new_product(stock=9)
+    url = f"{gateway}/api/products/{product['id']}"
+    http.get(url, timeout=10)
+    assert http.get(url, timeout=10).headers["X-Cache"] == "HIT"
+    order = http.post(
+        f"{gateway}/api/orders", json={"items": [{"product_id": product["id"], "quantity": 4}]}, timeout=10
+    )
+    assert order.status_code == 201
+    after = http.get(url, timeout=10)
+    assert after.headers["X-Cache"] == "MISS"
+    assert after.json()["stock"] == 5
+
+
+def test_reads_survive_redis_stopping(stack, servers):
+    """A product instance whose Redis dies mid-test keeps answering 200 from PostgreSQL."""
+    redis = servers.start_redis("redis-doomed")
+    product = servers.start_service(
+        "product",
+        "product-noredis",
+        stack.service_env(SERVICE_REGISTRY="", REDIS_URL=f"redis://127.0.0.1:{redis.port}/0"),
+    )
+    base = f"http://127.0.0.1:{product.port}"
+    with requests.Session() as http:
+        assert http.get(f"{base}/api/products/2", timeout=10).headers["X-Cache"] == "MISS"
+        assert http.get(f"{base}/api/products/2", timeout=10).headers["X-Cache"] == "HIT"
+        redis.kill()
+        for _ in range(5):
+            single = http.get(f"{base}/api/products/2", timeout=10)
+            assert single.status_code == 200
+            assert single.headers["X-Cache"] == "BYPASS"
+            assert single.json()["sku"] == "SKU-00002"
+            listing = http.get(f"{base}/api/products", params={"per_page": 5}, timeout=10)
+            assert listing.status_code == 200
+            assert len(listing.json()["items"]) == 5
+        # Writes still work too (their invalidation is best effort while Redis is away).
+        assert http.patch(f"{base}/api/products/2", json={"stock": 77}, timeout=10).status_code == 200
+        assert http.get(f"{base}/api/products/2", timeout=10).json()["stock"] == 77
+        ready = http.get(f"{base}/ready", timeout=10)
+        assert ready.status_code == 200  # degraded, still ready
+        assert ready.json()["checks"] == {"postgres": "ok", "redis": "down"}
+
+
+def test_bad_product_writes_are_4xx_and_write_nothing(gateway, http):
+    url = f"{gateway}/api/products"
+    total_before = http.get(url, timeout=10).json()["total"]
+    good = {"name": "Widget", "price_cents": 100, "stock": 1}
+    json_header = {"Content-Type": "application/json"}
+    assert_problem(http.post(url, data="{oops", headers=json_header, timeout=10), 400)
+    assert_problem(
+        http.post(url, data="name=Widget", headers={"Content-Type": "text/plain"}, timeout=10), 415
+    )
+    assert_problem(http.post(url, data=b'{"name":"' + b"x" * 200_000 + b'"}', headers=json_header), 413)
+    assert_problem(http.post(url, json=[good], timeout=10), 422)
+    assert_problem(http.post(url, json={**good, "stock": -1}, timeout=10), 422)
+    assert_problem(http.post(url, json={**good, "stock": True}, timeout=10), 422)
+    assert_problem(http.post(url, json={**good, "price_cents": 1.5}, timeout=10), 422)
+    assert_problem(http.post(url, json={**good, "price_cents": "100"}, timeout=10), 422)
+    assert_problem(http.post(url, json={**good, "stock": 2**40}, timeout=10), 422)
+    assert_problem(http.post(url, json={**good, "colour": "red"}, timeout=10), 422)
+    assert_problem(http.post(url, json={"price_cents": 100, "stock": 1}, timeout=10), 422)
+    assert_problem(http.post(url, json={**good, "name": "  "}, timeout=10), 422)
+    assert_problem(http.patch(f"{url}/1", json={}, timeout=10), 422)
+    assert_problem(http.patch(f"{url}/999999", json={"stock": 1}, timeout=10), 404)
+    assert_problem(http.get(f"{url}/abc", timeout=10), 404)
+    assert_problem(http.get(f"{url}/99999999999999", timeout=10), 404)
+    assert_problem(http.get(url, params={"per_page": 0}, timeout=10), 400)
+    assert_problem(http.get(url, params={"page": "x"}, timeout=10), 400)
+    assert http.get(url, timeout=10).json()["total"] == total_before
+
+
+def test_duplicate_sku_is_a_conflict(gateway, http, new_product):
+    product = new_product()
+    again = {"sku": product["sku"], "name": "Twin", "price_cents": 1, "stock": 1}
+    assert_problem(http.post(f"{gateway}/api/products", json=again, timeout=10), 409)
