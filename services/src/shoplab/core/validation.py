@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import request
@@ -58,7 +59,13 @@ def integer_field(
 
 
 def string_field(
-    body: dict[str, Any], name: str, *, min_length: int = 1, max_length: int = 200, required: bool = True
+    body: dict[str, Any],
+    name: str,
+    *,
+    min_length: int = 1,
+    max_length: int = 200,
+    required: bool = True,
+    pattern: re.Pattern | None = None,
 ) -> str | None:
     if name not in body:
         if required:
@@ -67,14 +74,30 @@ def string_field(
     value = body[name]
     if not isinstance(value, str):
         raise ProblemError(422, f"'{name}' must be a string.", errors=_errors([name], "must be a string"))
-    value = value.strip()
-    if not min_length <= len(value) <= max_length or "\x00" in value:
+    # PostgreSQL text can hold neither NUL nor lone surrogates; refusing them here keeps them a 422.
+    if (
+        not min_length <= len(value) <= max_length
+        or not value.strip()
+        or "\x00" in value
+        or not _encodable(value)
+        or (pattern is not None and not pattern.fullmatch(value))
+    ):
         raise ProblemError(
             422,
-            f"'{name}' must be {min_length} to {max_length} characters (no NUL).",
-            errors=_errors([name], "bad length"),
+            f"'{name}' must be {min_length} to {max_length} characters, not blank"
+            + (f", matching {pattern.pattern}" if pattern else "")
+            + ".",
+            errors=_errors([name], "invalid string"),
         )
     return value
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def query_int(name: str, default: int, *, minimum: int, maximum: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from flask import Blueprint, Response, current_app
@@ -22,6 +23,7 @@ from shoplab.product.repository import ProductRepository, to_json
 bp = Blueprint("products", __name__, url_prefix="/api/products")
 
 MAX_PER_PAGE = 100
+SKU = re.compile(r"[A-Za-z0-9-]+")
 
 
 def cache() -> ProductCache:
@@ -81,7 +83,10 @@ def create_product() -> Response:
     name = string_field(body, "name", max_length=200)
     price_cents = integer_field(body, "price_cents", minimum=0, maximum=MAX_INT)
     stock = integer_field(body, "stock", minimum=0, maximum=MAX_INT)
-    sku = string_field(body, "sku", max_length=64, required=False) or f"SKU-{uuid.uuid4().hex[:12].upper()}"
+    sku = (
+        string_field(body, "sku", max_length=64, required=False, pattern=SKU)
+        or f"SKU-{uuid.uuid4().hex[:12].upper()}"
+    )
     product = repository().create(sku, name, price_cents, stock)
     if product is None:
         raise ProblemError(409, f"A product with SKU '{sku}' already exists.")
