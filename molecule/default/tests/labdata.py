@@ -1,0 +1,90 @@
+"""The topology data (through the project's own filters) and the lab host."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shlex
+from pathlib import Path
+
+import yaml
+
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+
+
+def _load_filters():
+    path = PROJECT / "plugins" / "filter" / "shoplab_topology.py"
+    spec = importlib.util.spec_from_file_location("shoplab_topology", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TOPOLOGY_FILTERS = _load_filters()
+TOPOLOGY = yaml.safe_load((PROJECT / "group_vars" / "all" / "topology.yml").read_text())
+COUNTS = {
+    "product_instances": int(os.environ.get("SHOPLAB_PRODUCT_INSTANCES", TOPOLOGY["product_instances"])),
+    "order_instances": int(os.environ.get("SHOPLAB_ORDER_INSTANCES", TOPOLOGY["order_instances"])),
+}
+INSTANCES = TOPOLOGY_FILTERS.shoplab_instances(
+    TOPOLOGY["shoplab_services"], TOPOLOGY["shoplab_tiers"], COUNTS
+)
+MATRIX = TOPOLOGY_FILTERS.shoplab_flow_matrix(
+    INSTANCES, TOPOLOGY["shoplab_services"], TOPOLOGY["shoplab_allowed_flows"], "netns"
+)
+TIERS = TOPOLOGY["shoplab_tiers"]
+
+
+def instance(service: str, index: int = 1) -> dict:
+    return next(i for i in INSTANCES if i["service"] == service and i["index"] == index)
+
+
+def lab_host_names() -> list[str]:
+    """The Molecule instances in group `lab` (the lab-host containers)."""
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
+    if not inventory:
+        return ["shoplab-netns"]
+    data = yaml.safe_load(Path(inventory).read_text())
+    hosts = data.get("lab", {}).get("hosts") or data.get("all", {}).get("hosts") or {}
+    return sorted(hosts) or ["shoplab-netns"]
+
+
+# docker:// runs commands with `docker exec`, much faster than one Ansible call per command.
+TESTINFRA_HOSTS = [f"docker://{name}" for name in lab_host_names()]
+
+
+class Lab:
+    """Helpers on the lab host: run, JSON, HTTP to the gateway after checking its route."""
+
+    def __init__(self, host):
+        self.host = host
+
+    def run(self, command: str):
+        return self.host.run(command)
+
+    def check(self, command: str) -> str:
+        result = self.host.run(command)
+        assert result.rc == 0, f"{command!r} failed ({result.rc}): {result.stderr or result.stdout}"
+        return result.stdout
+
+    def json(self, command: str):
+        return json.loads(self.check(command))
+
+    def route_dev(self, address: str) -> str:
+        route = self.json(f"ip -j route get {shlex.quote(address)}")
+        return route[0].get("dev", "")
+
+    def http(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict, str]:
+        """One request to the gateway from the lab host, only once its route leaves via its bridge."""
+        gateway = instance("gateway")
+        dev = self.route_dev(gateway["address"])
+        assert dev == gateway["bridge"], f"route to {gateway['address']} leaves via {dev!r}: refusing"
+        url = f"http://{gateway['address']}:{gateway['port']}{path}"
+        data = f"-H 'Content-Type: application/json' --data {shlex.quote(json.dumps(body))}" if body else ""
+        out = self.check(f"curl -sS -m 10 -X {method} -D - {data} {shlex.quote(url)}")
+        head, _, payload = out.replace("\r\n", "\n").partition("\n\n")
+        lines = head.split("\n")
+        status = int(lines[0].split()[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        return status, headers, payload

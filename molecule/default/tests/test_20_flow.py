@@ -1,0 +1,61 @@
+"""The whole request flow from the lab host: products, an order, its row in PostgreSQL, round-robin."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from labdata import INSTANCES, TESTINFRA_HOSTS, TOPOLOGY, instance
+
+testinfra_hosts = TESTINFRA_HOSTS
+
+
+def psql(lab, sql: str) -> str:
+    """Query the lab's PostgreSQL over its Unix socket, as postgres (no lab traffic involved)."""
+    pg = instance("postgres")
+    db = TOPOLOGY["shoplab_db_name"]
+    socket = "/run/shoplab-postgres"
+    command = f"psql -h {socket} -p {pg['port']} -d {db} -tAX -c {shlex.quote(sql)}"
+    return lab.check(f"runuser -u postgres -- {command}").strip()
+
+
+def test_gateway_health(lab):
+    status, _, _ = lab.http("GET", "/health")
+    assert status == 200
+
+
+def test_list_products(lab):
+    status, headers, body = lab.http("GET", "/api/products")
+    assert status == 200, body
+    assert json.loads(body)["items"], body
+    assert headers.get("x-upstream-instance", "").startswith("product-")
+
+
+def test_create_and_read_back_an_order(lab):
+    _, _, body = lab.http("GET", "/api/products")
+    product = next(p for p in json.loads(body)["items"] if p["stock"] > 0)
+    status, headers, body = lab.http(
+        "POST", "/api/orders", {"items": [{"product_id": product["id"], "quantity": 1}]}
+    )
+    assert status == 201, body
+    assert headers.get("x-upstream-instance", "").startswith("order-")
+    order = json.loads(body)
+    status, _, body = lab.http("GET", f"/api/orders/{order['id']}")
+    assert status == 200, body
+    assert json.loads(body)["id"] == order["id"]
+    row = psql(lab, f"SELECT total_cents FROM orders WHERE id = {int(order['id'])}")
+    assert row == str(order["total_cents"]), row
+    quantity = psql(lab, f"SELECT quantity FROM order_items WHERE order_id = {int(order['id'])}")
+    assert quantity == "1"
+
+
+def test_round_robin_reaches_every_product_instance(lab):
+    expected = {i["name"] for i in INSTANCES if i["service"] == "product"}
+    seen = set()
+    for _ in range(6 * len(expected)):
+        status, headers, _ = lab.http("GET", "/api/products?page=1")
+        assert status == 200
+        seen.add(headers.get("x-upstream-instance"))
+        if seen >= expected:
+            break
+    assert seen == expected
