@@ -1,0 +1,299 @@
+"""docker mode, deployed by the converge: health, the request flow, hardening, networks, the
+isolation matrix (tiered layout), and scaling the product service by hand to three instances."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from conftest import COMPOSE_FILE, FILTERS, PROJECT, SECRET_FILE, docker, lab_containers
+
+PROBE_TIMEOUT = 3
+
+
+def counts(topology: dict) -> dict:
+    return {
+        "product_instances": topology["product_instances"],
+        "order_instances": topology["order_instances"],
+    }
+
+
+def by_service(containers: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for container in containers:
+        out.setdefault(container["Config"]["Labels"]["org.shoplab.service"], []).append(container)
+    return out
+
+
+def wait_healthy(expected: int, timeout: float = 180) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        containers = lab_containers()
+        states = [c["State"].get("Health", {}).get("Status") for c in containers]
+        if len(containers) == expected and all(s == "healthy" for s in states):
+            return containers
+        if time.monotonic() > deadline:
+            names = {c["Name"].lstrip("/"): c["State"].get("Health", {}).get("Status") for c in containers}
+            raise AssertionError(f"expected {expected} healthy containers, found {names}")
+        time.sleep(2)
+
+
+@pytest.fixture(scope="module")
+def instances(topology) -> list[dict]:
+    return FILTERS.shoplab_instances(
+        topology["shoplab_services"], topology["shoplab_tiers"], counts(topology)
+    )
+
+
+@pytest.fixture(scope="module")
+def containers(instances) -> list[dict]:
+    return wait_healthy(len(instances))
+
+
+def test_every_container_healthy_and_counted(containers, instances, topology):
+    found = {name: len(group) for name, group in by_service(containers).items()}
+    wanted: dict[str, int] = {}
+    for instance in instances:
+        wanted[instance["service"]] = wanted.get(instance["service"], 0) + 1
+    assert found == wanted
+    for container in containers:
+        assert container["State"]["Health"]["Status"] == "healthy", container["Name"]
+        compose_service = container["Config"]["Labels"]["com.docker.compose.service"]
+        service = container["Config"]["Labels"]["org.shoplab.service"]
+        assert compose_service == topology["shoplab_services"][service]["compose_service"]
+
+
+def test_full_flow_through_the_gateway(containers, gateway_url, topology):
+    listing = requests.get(f"{gateway_url}/api/products", timeout=10)
+    assert listing.status_code == 200
+    products = listing.json()["items"]
+    assert products, "the catalogue is empty"
+    product_id = products[0]["id"]
+
+    created = requests.post(
+        f"{gateway_url}/api/orders", json={"items": [{"product_id": product_id, "quantity": 1}]}, timeout=10
+    )
+    assert created.status_code == 201, created.text
+    order_id = created.json()["id"]
+
+    read_back = requests.get(f"{gateway_url}/api/orders/{order_id}", timeout=10)
+    assert read_back.status_code == 200
+    assert read_back.json()["id"] == order_id
+
+    postgres = by_service(containers)["postgres"][0]["Name"].lstrip("/")
+    db = topology["shoplab_db_name"]
+    user = topology["shoplab_db_user"]
+    query = f"SELECT count(*) FROM orders WHERE id = {order_id}"
+    rows = docker("exec", postgres, "psql", "-U", user, "-d", db, "-tAc", query)
+    assert rows.strip() == "1"
+
+
+HARDENING = ["read_only", "cap_drop", "no_new_privileges", "non_root", "limits", "restart"]
+
+
+@pytest.mark.parametrize("check", HARDENING)
+def test_hardening_from_docker_inspect(containers, check):
+    wrong = []
+    for container in containers:
+        host = container["HostConfig"]
+        name = container["Name"].lstrip("/")
+        if check == "read_only" and not host["ReadonlyRootfs"]:
+            wrong.append(name)
+        if check == "cap_drop" and (
+            [c.upper() for c in host.get("CapDrop") or []] not in (["ALL"], ["CAP_ALL"]) or host.get("CapAdd")
+        ):
+            wrong.append(f"{name}: drop {host.get('CapDrop')} add {host.get('CapAdd')}")
+        if check == "no_new_privileges" and not any(
+            opt.replace("=", ":") in ("no-new-privileges:true", "no-new-privileges")
+            for opt in host.get("SecurityOpt") or []
+        ):
+            wrong.append(f"{name}: {host.get('SecurityOpt')}")
+        if check == "non_root":
+            user = container["Config"]["User"].split(":")[0]
+            if user in ("", "0", "root"):
+                wrong.append(f"{name}: user {user!r}")
+        limited = host["Memory"] > 0 and host["NanoCpus"] > 0 and (host["PidsLimit"] or 0) > 0
+        if check == "limits" and not limited:
+            wrong.append(f"{name}: mem {host['Memory']} cpu {host['NanoCpus']} pids {host['PidsLimit']}")
+        if check == "restart" and host["RestartPolicy"]["Name"] in ("", "no"):
+            wrong.append(f"{name}: {host['RestartPolicy']}")
+    assert wrong == []
+
+
+def test_database_password_only_in_a_secret_file(host, containers):
+    secret = host.file(SECRET_FILE)
+    assert secret.exists and secret.user == "root" and secret.mode == 0o640
+    password = secret.content_string.strip()
+    assert len(password) >= 32
+    for container in containers:
+        env = container["Config"]["Env"] or []
+        assert not any(password in entry for entry in env), container["Name"]
+        service = container["Config"]["Labels"]["org.shoplab.service"]
+        if service in ("product", "order", "postgres"):
+            secrets = [m for m in container["Mounts"] if m["Destination"].startswith("/run/secrets/")]
+            assert secrets, container["Name"]
+
+
+def test_postgres_data_on_a_named_volume(containers):
+    postgres = by_service(containers)["postgres"][0]
+    volumes = [m for m in postgres["Mounts"] if m["Type"] == "volume"]
+    assert [v["Name"] for v in volumes] == [f"{PROJECT}-postgres-data"]
+
+
+def test_networks_follow_the_topology(containers, topology, service_networks):
+    for tier in topology["shoplab_tiers"].values():
+        network = json.loads(docker("network", "inspect", tier["docker_network"]))[0]
+        assert [c["Subnet"] for c in network["IPAM"]["Config"]] == [tier["docker_subnet"]]
+        assert network["Internal"] is bool(tier["docker_internal"])
+    for container in containers:
+        service = container["Config"]["Labels"]["org.shoplab.service"]
+        joined = sorted(container["NetworkSettings"]["Networks"])
+        assert joined == service_networks[service], container["Name"]
+        hostname = topology["shoplab_services"][service]["hostname"]
+        for network in container["NetworkSettings"]["Networks"].values():
+            assert hostname in (network.get("Aliases") or []), container["Name"]
+
+
+def test_no_route_out_of_the_database_tier(containers, topology):
+    """The database network is `internal`: nothing on it is forwarded beyond its own subnet.
+
+    Newer engines give its containers no default route at all; Debian's 20.10 keeps the route to the
+    bridge but drops everything leaving the subnet (read from iptables, no packet is sent out)."""
+    internal = [t for t in topology["shoplab_tiers"].values() if t["docker_internal"]]
+    assert internal, "the topology has no internal network"
+    rules = subprocess.run(["iptables", "-S"], capture_output=True, text=True, check=False).stdout
+    for tier in internal:
+        network = json.loads(docker("network", "inspect", tier["docker_network"]))[0]
+        assert network["Internal"] is True
+        bridge = f"br-{network['Id'][:12]}"
+        dropped = f"! -d {tier['docker_subnet']} -i {bridge} -j DROP" in rules
+        for container_id in network["Containers"]:
+            routes = docker("exec", container_id, "cat", "/proc/net/route").splitlines()[1:]
+            default = [line for line in routes if line.split()[1] == "00000000"]
+            assert not default or dropped, f"{container_id[:12]} has a default route and nothing drops it"
+
+
+def _addresses(container: dict) -> dict[str, str]:
+    """Docker network name -> the container's address on it."""
+    return {net: spec["IPAddress"] for net, spec in container["NetworkSettings"]["Networks"].items()}
+
+
+def _assert_via_lab_bridge(address: str, lab_network_ids: dict[str, str]) -> None:
+    """Refuse to probe an address whose route from this host does not use a bridge of the lab."""
+    route = subprocess.run(["ip", "route", "get", address], capture_output=True, text=True, check=True).stdout
+    bridges = {f"br-{network_id[:12]}" for network_id in lab_network_ids.values()}
+    assert any(f"dev {bridge}" in route for bridge in bridges), f"{address} not behind a lab bridge: {route}"
+
+
+def _probe_from(container: str, targets: list[tuple[str, int]]) -> dict[tuple[str, int], bool]:
+    """Open a TCP connection to every target from inside `container`, in parallel, timeout 3 s each."""
+    script = " ".join(
+        f'( timeout {PROBE_TIMEOUT} bash -c "exec 3<>/dev/tcp/{addr}/{port}" 2>/dev/null'
+        f' && echo "{addr}:{port} open" || echo "{addr}:{port} closed" ) &'
+        for addr, port in targets
+    )
+    out = docker("exec", container, "bash", "-c", f"{script} wait", timeout=60)
+    result = {}
+    for line in out.splitlines():
+        endpoint, state = line.split()
+        addr, port = endpoint.rsplit(":", 1)
+        result[(addr, int(port))] = state == "open"
+    assert set(result) == set(targets), f"{container}: missing probe results"
+    return result
+
+
+def test_isolation_matrix(containers, instances, topology):
+    """Every cell of shoplab_flow_matrix(mode='docker'), observed; all wrong cells are reported."""
+    if topology.get("shoplab_docker_layout", "tiered") != "tiered":
+        pytest.skip("the isolation matrix applies to the tiered layout")
+    services = topology["shoplab_services"]
+    expected = FILTERS.shoplab_flow_matrix(
+        instances, services, topology["shoplab_allowed_flows"], mode="docker"
+    )
+
+    # Instance name (product-1, ...) -> its container, in container-number order.
+    container_of = {}
+    for service, group in by_service(containers).items():
+        names = [i["name"] for i in instances if i["service"] == service]
+        container_of.update(zip(names, group, strict=True))
+
+    network_ids = {
+        tier["docker_network"]: json.loads(docker("network", "inspect", tier["docker_network"]))[0]["Id"]
+        for tier in topology["shoplab_tiers"].values()
+    }
+    targets = {}
+    for instance in instances:
+        port = services[instance["service"]]["port"]
+        addresses = _addresses(container_of[instance["name"]])
+        targets[instance["name"]] = [(net, addr, port) for net, addr in addresses.items()]
+    for endpoints in targets.values():
+        for _net, addr, _port in endpoints:
+            assert ipaddress.ip_address(addr).is_private
+            _assert_via_lab_bridge(addr, network_ids)
+
+    every_target = sorted({(addr, port) for endpoints in targets.values() for _n, addr, port in endpoints})
+
+    def observe(source: str) -> tuple[str, dict]:
+        return source, _probe_from(container_of[source]["Name"].lstrip("/"), every_target)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        observed = dict(pool.map(observe, [i["name"] for i in instances]))
+
+    published = {
+        name: {int(port.split("/")[0]) for port, binds in c["NetworkSettings"]["Ports"].items() if binds}
+        for name, c in container_of.items()
+    }
+    wrong = []
+    for cell in expected:
+        source, target = cell["source"], cell["target"]
+        port = services[container_of[target]["Config"]["Labels"]["org.shoplab.service"]]["port"]
+        if source == "host":
+            # The host reaches the lab only through published ports (the gateway on localhost).
+            seen = port in published[target]
+            detail = f"published={sorted(published[target])}"
+        else:
+            opened = {net: observed[source][(addr, p)] for net, addr, p in targets[target]}
+            shared = set(container_of[source]["NetworkSettings"]["Networks"])
+            seen = any(opened.values())
+            # Never open through a network the source is not on (Docker's inter-network isolation).
+            leaks = [net for net, is_open in opened.items() if is_open and net not in shared]
+            if leaks:
+                seen = "leak"
+            detail = f"open={opened}"
+        if seen is not cell["allowed"]:
+            wrong.append(f"{source} -> {target}:{port} expected {cell['allowed']} saw {seen} ({detail})")
+    print(f"isolation matrix: {len(expected)} cells, {len(wrong)} wrong")
+    assert wrong == [], "\n".join(wrong)
+
+
+def test_gateway_answers_on_localhost(gateway_url):
+    response = requests.get(f"{gateway_url}/api/products", timeout=10)
+    assert response.status_code == 200
+    assert response.headers.get("X-Upstream-Instance")
+
+
+def test_scale_by_hand_to_three_and_round_robin(containers, gateway_url):
+    """`docker compose up --scale product-service=3 -d` by hand; the gateway reaches all three."""
+    subprocess.run(
+        ["docker", "compose", "-f", COMPOSE_FILE, "up", "-d", "--wait", "--scale", "product-service=3"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    scaled = lab_containers()
+    products = by_service(scaled)["product"]
+    assert len(products) == 3
+    wanted = {c["Config"]["Hostname"] for c in products}
+    seen: set[str] = set()
+    deadline = time.monotonic() + 90
+    while seen != wanted and time.monotonic() < deadline:
+        response = requests.get(f"{gateway_url}/api/products", timeout=10)
+        assert response.status_code == 200
+        seen.add(response.headers["X-Upstream-Instance"])
+        time.sleep(0.2)
+    assert seen == wanted
