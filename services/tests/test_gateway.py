@@ -38,6 +38,8 @@ def test_gateway_retries_on_another_instance_when_one_dies(stack, servers):
     assert "product-doomed" in {i["instance_id"] for i in listed["instances"]}
     spread = answered_by(stack.gateway_url, 30)  # every one answered 200, by a live instance
     assert set(spread) <= {"product-1", "product-2"}
+    # After repeated failures the gateway stops trying the dead instance at all.
+    assert "ejected product/product-doomed" in stack.gateway.log_path.read_text()
     # POSTs with an Idempotency-Key are retried as well.
     with requests.Session() as http:
         for n in range(6):

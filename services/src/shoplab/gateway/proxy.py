@@ -36,6 +36,12 @@ HOP_BY_HOP = {
     "content-length",  # recomputed from the bytes actually sent
 }
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# The same, as WSGI environ keys; Host is the upstream's own, the client's goes in X-Forwarded-Host.
+NOT_FORWARDED = {"HTTP_" + name.upper().replace("-", "_") for name in HOP_BY_HOP} | {
+    "HTTP_HOST",
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_X_FORWARDED_HOST",
+}
 
 
 def route(path: str) -> str | None:
@@ -162,10 +168,8 @@ class Proxy:
     def _forward_headers(environ: dict, body: bytes) -> list[tuple[str, str]]:
         headers = []
         for key, value in environ.items():
-            if key.startswith("HTTP_"):
-                name = key[5:].replace("_", "-").title()
-                if name.lower() not in HOP_BY_HOP:
-                    headers.append((name, value))
+            if key.startswith("HTTP_") and key not in NOT_FORWARDED:
+                headers.append((key[5:].replace("_", "-").title(), value))
         if environ.get("CONTENT_TYPE"):
             headers.append(("Content-Type", environ["CONTENT_TYPE"]))
         if body or environ["REQUEST_METHOD"] in ("POST", "PUT", "PATCH"):
@@ -173,4 +177,6 @@ class Proxy:
         client = environ.get("REMOTE_ADDR", "")
         forwarded_for = environ.get("HTTP_X_FORWARDED_FOR")
         headers.append(("X-Forwarded-For", f"{forwarded_for}, {client}" if forwarded_for else client))
+        if "HTTP_HOST" in environ:
+            headers.append(("X-Forwarded-Host", environ["HTTP_HOST"]))
         return headers

@@ -10,6 +10,7 @@ from shoplab.core.config import Config
 from shoplab.core.db import Database, register_database_errors
 from shoplab.core.problems import ProblemError
 from shoplab.core.schema import SchemaGuard
+from shoplab.product.fastpath import CachedReads
 from shoplab.product.repository import ProductRepository
 from shoplab.product.routes import bp
 
@@ -36,5 +37,7 @@ def create_app(config: Config | None = None) -> Flask:
         if request.path.startswith("/api/") and not schema.ensure():
             raise ProblemError(503, "The database is not ready yet; try again.")
 
+    # Cache hits are answered in front of Flask (misses and everything else go through it).
+    app.wsgi_app = CachedReads(app.wsgi_app, cache)
     schema.ensure()  # eagerly when the database is up; later requests retry if it is not
     return app

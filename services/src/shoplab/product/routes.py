@@ -18,11 +18,11 @@ from shoplab.core.validation import (
     reject_unknown_fields,
     string_field,
 )
+from shoplab.product.fastpath import DEFAULT_PAGE, DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE
 from shoplab.product.repository import ProductRepository, to_json
 
 bp = Blueprint("products", __name__, url_prefix="/api/products")
 
-MAX_PER_PAGE = 100
 SKU = re.compile(r"[A-Za-z0-9-]+")
 
 
@@ -48,8 +48,8 @@ def miss_state() -> str:
 
 @bp.get("")
 def list_products() -> Response:
-    page = query_int("page", 1, minimum=1, maximum=100_000)
-    per_page = query_int("per_page", 20, minimum=1, maximum=MAX_PER_PAGE)
+    page = query_int("page", DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
+    per_page = query_int("per_page", DEFAULT_PER_PAGE, minimum=1, maximum=MAX_PER_PAGE)
     cached = cache().get_page(page, per_page)
     if cached is not None:
         return json_response(cached, cache_state="HIT")
