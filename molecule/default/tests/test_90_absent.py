@@ -1,0 +1,82 @@
+"""Last: `state=absent` removes everything the lab created, and nothing else (runs the real playbook)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from labdata import INSTANCES, PROJECT, TESTINFRA_HOSTS, TIERS
+
+testinfra_hosts = TESTINFRA_HOSTS
+
+ADMIN_RULES = ["-A ADMIN-TEST -s 198.51.100.0/24 -j DROP", "-A FORWARD -j ADMIN-TEST"]
+
+
+@pytest.fixture(scope="module")
+def removed(lab):
+    """Run the scenario's converge playbook with state=absent once, against the same inventory."""
+    scenario = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY", Path(__file__).resolve().parents[1]))
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
+    command = ["ansible-playbook", str(scenario / "converge.yml"), "-e", "state=absent mode=netns"]
+    command += ["-e", f"shoplab_build_dir={PROJECT / 'build'}"]
+    if inventory:
+        command += ["--inventory", str(Path(inventory).parent)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+def test_admin_rules_survived_the_deployment(lab):
+    rules = lab.check("iptables -S")
+    for rule in ADMIN_RULES:
+        assert rule in rules
+
+
+def test_no_bridge_left(lab, removed):
+    links = lab.check("ip -o link show").split("\n")
+    for tier in TIERS.values():
+        assert not [line for line in links if f" {tier['bridge']}:" in line]
+
+
+def test_no_veth_or_namespace_left(lab, removed):
+    links = lab.check("ip -o link show")
+    namespaces = lab.check("ip netns list")
+    for inst in INSTANCES:
+        assert f" {inst['veth_host']}@" not in links and f" {inst['veth_host']}:" not in links
+        assert inst["namespace"] not in namespaces
+        assert not lab.host.file(f"/etc/netns/{inst['namespace']}").exists
+
+
+def test_no_lab_chain_left_and_admin_rules_untouched(lab, removed):
+    for command in ("iptables -S", "iptables -t nat -S", "ip6tables -S"):
+        assert "SHOPLAB" not in lab.check(command), command
+    rules = lab.check("iptables -S")
+    for rule in ADMIN_RULES:
+        assert rule in rules
+
+
+def test_no_unit_left(lab, removed):
+    units = lab.check("systemctl list-units --all --plain --no-legend 'shoplab*'")
+    assert not units.strip(), units
+    files = lab.check("ls /etc/systemd/system")
+    assert "shoplab" not in files
+
+
+def test_no_listener_left(lab, removed):
+    ports = {str(i["port"]) for i in INSTANCES}
+    listeners = [line.split()[3] for line in lab.check("ss -Hltn").split("\n") if line.strip()]
+    assert not [addr for addr in listeners if addr.rsplit(":", 1)[1] in ports], listeners
+
+
+def test_no_files_left(lab, removed):
+    for path in (
+        "/etc/shoplab",
+        "/opt/shoplab",
+        "/var/lib/shoplab",
+        "/usr/local/sbin/shoplab-netns",
+        "/usr/local/sbin/shoplab-firewall",
+    ):
+        assert not lab.host.file(path).exists, path
+    assert not lab.host.user("shoplab").exists
