@@ -65,6 +65,7 @@ def test_idempotent_replay_returns_the_stored_order(gateway, new_product):
     assert first.status_code == replay.status_code == 201
     assert replay.json() == first.json()
     assert replay.headers.get("Idempotent-Replayed") == "true"
+    assert replay.headers["Location"] == first.headers["Location"]
     assert stock_of(gateway, product["id"]) == 7  # decremented once
 
     other_body = order(gateway, [{"product_id": product["id"], "quantity": 1}], key)

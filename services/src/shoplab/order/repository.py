@@ -53,15 +53,35 @@ def place_order(cur, items: list[dict[str, int]]) -> dict[str, Any]:
                 product_id=item["product_id"],
                 available=existing[0],
             )
-        lines.append((item["product_id"], item["quantity"], row[0]))
-    total = sum(quantity * price for _, quantity, price in lines)
-    cur.execute("INSERT INTO orders (total_cents) VALUES (%s) RETURNING id", (total,))
-    order_id = cur.fetchone()[0]
-    cur.executemany(
-        "INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) VALUES (%s, %s, %s, %s)",
-        [(order_id, *line) for line in lines],
+        lines.append(
+            {"product_id": item["product_id"], "quantity": item["quantity"], "unit_price_cents": row[0]}
+        )
+    total = sum(line["quantity"] * line["unit_price_cents"] for line in lines)
+    # The order and its lines in one statement (one round trip); the response is built from what we know.
+    cur.execute(
+        """
+        WITH new_order AS (INSERT INTO orders (total_cents) VALUES (%s) RETURNING id, status, created_at)
+        INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
+        SELECT new_order.id, line.product_id, line.quantity, line.unit_price_cents
+        FROM new_order,
+             unnest(%s::int[], %s::int[], %s::int[]) AS line (product_id, quantity, unit_price_cents)
+        RETURNING order_id, (SELECT status FROM new_order), (SELECT created_at FROM new_order)
+        """,
+        (
+            total,
+            [line["product_id"] for line in lines],
+            [line["quantity"] for line in lines],
+            [line["unit_price_cents"] for line in lines],
+        ),
     )
-    return get_order(cur, order_id)
+    order_id, status, created_at = cur.fetchone()
+    return {
+        "id": order_id,
+        "status": status,
+        "total_cents": total,
+        "created_at": created_at.isoformat(),
+        "items": lines,
+    }
 
 
 def get_order(cur, order_id: int) -> dict[str, Any] | None:

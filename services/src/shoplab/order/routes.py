@@ -15,6 +15,7 @@ bp = Blueprint("orders", __name__, url_prefix="/api/orders")
 
 MAX_ITEMS = 50
 MAX_QUANTITY = 1000
+REPLAYED = {"Idempotent-Replayed": "true"}
 
 
 def db():
@@ -57,7 +58,11 @@ def create_order() -> Response:
         if key is not None:
             stored = idempotency.claim(cur, key, idempotency.fingerprint(body))
             if stored is not None:
-                return json_response(stored.body, stored.status, **{"Idempotent-Replayed": "true"})
+                replayed = {
+                    "Idempotent-Replayed": "true",
+                    "Location": f"/api/orders/{json.loads(stored.body)['id']}",
+                }
+                return json_response(stored.body, stored.status, **replayed)
         order = place_order(cur, items)
         payload = json.dumps(order, separators=(",", ":"))
         if key is not None:
