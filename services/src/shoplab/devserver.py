@@ -14,7 +14,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m shoplab.devserver", description=__doc__)
     parser.add_argument("--products", type=int, default=2, help="product instances (default 2)")
     parser.add_argument("--orders", type=int, default=2, help="order instances (default 2)")
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
     parser.add_argument("--gateway-port", type=int, default=3000)
     args = parser.parse_args()
 
