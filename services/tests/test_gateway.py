@@ -77,6 +77,15 @@ def test_registered_but_unreachable_instances_are_a_503(servers):
     assert_problem(requests.get(f"http://127.0.0.1:{gateway.port}/api/products", timeout=10), 503)
 
 
+def test_head_and_query_strings_pass_through(gateway):
+    get = requests.get(f"{gateway}/api/products", params={"page": 2, "per_page": 3}, timeout=10)
+    head = requests.head(f"{gateway}/api/products", params={"page": 2, "per_page": 3}, timeout=10)
+    assert [p["id"] for p in get.json()["items"]] == [4, 5, 6]
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["Content-Length"] == get.headers["Content-Length"]
+
+
 def test_gateway_errors_are_problems(gateway):
     assert_problem(requests.get(f"{gateway}/nowhere", timeout=10), 404)
     assert_problem(requests.get(f"{gateway}/api/productsXYZ", timeout=10), 404)

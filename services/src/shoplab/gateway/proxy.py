@@ -122,7 +122,10 @@ class Proxy:
                 break
             self.balancer.succeeded(instance)
             out_headers = [(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]
-            out_headers.append(("Content-Length", str(len(response.body))))
+            if method != "HEAD":  # a HEAD answer keeps the upstream's length: its body is never sent
+                out_headers.append(("Content-Length", str(len(response.body))))
+            else:
+                out_headers += [(k, v) for k, v in response.headers if k.lower() == "content-length"]
             out_headers.append(("X-Upstream-Instance", instance.instance_id))
             status = f"{response.status} {response.reason}"
             return status, out_headers, response.body, instance.instance_id, attempts
