@@ -94,3 +94,14 @@ def test_many_workers_register_one_instance(stack, servers):
     wait_for(lambda: "product-3w" in instances(registry_url, "product"), 10, "registration")
     time.sleep(TTL)
     assert list(instances(registry_url, "product")) == ["product-3w"]
+
+
+def test_clean_shutdown_deregisters_at_once(stack, servers):
+    registry = servers.start_service("registry", "registry-d", {**FAST_ENV, "HEARTBEAT_INTERVAL": "30"})
+    registry_url = f"http://127.0.0.1:{registry.port}"
+    env = stack.service_env(SERVICE_REGISTRY=registry_url, HEARTBEAT_INTERVAL="30")
+    product = servers.start_service("product", "product-leaving", env)
+    wait_for(lambda: "product-leaving" in instances(registry_url, "product"), 10, "registration")
+    product.stop()  # SIGTERM: gunicorn stops its workers, then the master deregisters
+    # With a 90 s TTL, only the deregistration can have removed it this soon.
+    assert "product-leaving" not in instances(registry_url, "product")
