@@ -40,3 +40,11 @@ def test_password_file_is_used_and_survives_special_characters(monkeypatch, tmp_
 def test_services_without_a_database_do_not_read_its_password(monkeypatch, service):
     monkeypatch.setenv("DATABASE_PASSWORD_FILE", "/nonexistent/secret")
     assert Config.from_env(service).database_url == ""
+
+
+def test_probe_reports_readiness(stack):
+    from shoplab.probe import main as probe
+
+    assert probe([f"{stack.gateway_url}/ready"]) == 0
+    assert probe([f"{stack.gateway_url}/api/products/999999999"]) == 1  # a 404 is not healthy
+    assert probe(["http://127.0.0.1:9/ready", "--timeout", "1"]) == 1  # nothing listens there
