@@ -57,7 +57,6 @@ class Config:
     max_content_length: int
     cache_ttl: int
     redis_timeout: float
-    db_pool_min: int
     db_pool_max: int
     gateway_connect_timeout: float
     gateway_attempt_timeout: float
@@ -86,7 +85,6 @@ class Config:
             max_content_length=_env_int("MAX_CONTENT_LENGTH", 64 * 1024),
             cache_ttl=_env_int("CACHE_TTL", 60),
             redis_timeout=_env_float("REDIS_TIMEOUT", 0.25),
-            db_pool_min=_env_int("DB_POOL_MIN", 1),
             db_pool_max=_env_int("DB_POOL_MAX", 10),
             gateway_connect_timeout=_env_float("GATEWAY_CONNECT_TIMEOUT", 0.5),
             gateway_attempt_timeout=_env_float("GATEWAY_ATTEMPT_TIMEOUT", 5.0),

@@ -3,56 +3,66 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg2
 import psycopg2.extensions
-import psycopg2.pool
 
 from shoplab.core.problems import ProblemError
 
 log = logging.getLogger("shoplab.db")
 
 # Errors that mean "the database is not answering", as opposed to a bug in a query.
-UNAVAILABLE_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError, psycopg2.pool.PoolError)
+UNAVAILABLE_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 
 class Database:
-    def __init__(self, url: str, minconn: int = 1, maxconn: int = 10, wait_seconds: float = 5.0):
+    """Connections are opened lazily, up to `maxconn`, and kept open for reuse.
+
+    (psycopg2.pool keeps only `minconn` idle connections and closes every other one when it is returned,
+    which under concurrency means a new connection per request.)
+    """
+
+    def __init__(self, url: str, maxconn: int = 10, wait_seconds: float = 5.0):
         self.url = url
-        self.minconn = minconn
         self.maxconn = maxconn
         self.wait_seconds = wait_seconds
-        self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
-        self._pool_lock = threading.Lock()
-        # psycopg2's pool raises at once when empty; the semaphore makes callers wait their turn.
+        self._idle: list[psycopg2.extensions.connection] = []
+        self._lock = threading.Lock()
+        # At most maxconn connections in use; callers past that wait their turn.
         self._slots = threading.BoundedSemaphore(maxconn)
+        self._pid = os.getpid()
 
-    def _get_pool(self) -> psycopg2.pool.ThreadedConnectionPool:
-        # Created lazily, in the worker process: a pool must never be shared across a fork.
-        if self._pool is None:
-            with self._pool_lock:
-                if self._pool is None:
-                    self._pool = psycopg2.pool.ThreadedConnectionPool(
-                        self.minconn,
-                        self.maxconn,
-                        self.url,
-                        connect_timeout=3,
-                        keepalives=1,
-                        application_name="shoplab",
-                    )
-        return self._pool
+    def _connect(self) -> psycopg2.extensions.connection:
+        return psycopg2.connect(self.url, connect_timeout=3, keepalives=1, application_name="shoplab")
+
+    def _checkout(self) -> psycopg2.extensions.connection:
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's connections are not ours to use
+                self._idle, self._pid = [], os.getpid()
+            while self._idle:
+                conn = self._idle.pop()
+                if conn.closed == 0:
+                    return conn
+        return self._connect()
+
+    def _checkin(self, conn: psycopg2.extensions.connection, broken: bool) -> None:
+        if broken or conn.closed != 0:
+            conn.close()
+            return
+        with self._lock:
+            self._idle.append(conn)
 
     @contextmanager
     def connection(self) -> Iterator[psycopg2.extensions.connection]:
         """A pooled connection inside one transaction: committed on success, rolled back on error."""
         if not self._slots.acquire(timeout=self.wait_seconds):
-            raise ProblemError(503, "The database connection pool is exhausted; try again.")
+            raise ProblemError(503, "All database connections are busy; try again.")
         try:
-            pool = self._get_pool()
-            conn = pool.getconn()
+            conn = self._checkout()
             broken = False
             try:
                 yield conn
@@ -66,7 +76,7 @@ class Database:
                         broken = True
                 raise
             finally:
-                pool.putconn(conn, close=broken or conn.closed != 0)
+                self._checkin(conn, broken)
         finally:
             self._slots.release()
 
@@ -85,9 +95,10 @@ class Database:
             return False
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.closeall()
-            self._pool = None
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
 
 def register_database_errors(app) -> None:
@@ -96,7 +107,6 @@ def register_database_errors(app) -> None:
 
     @app.errorhandler(psycopg2.OperationalError)
     @app.errorhandler(psycopg2.InterfaceError)
-    @app.errorhandler(psycopg2.pool.PoolError)
     def _unavailable(error: Exception):
         log.warning("database unavailable: %s", error)
         return problem(503, "The database is not answering; try again.", headers={"Retry-After": "1"})

@@ -15,7 +15,7 @@ from shoplab.order.routes import bp
 
 def create_app(config: Config | None = None) -> Flask:
     config = config or Config.from_env("order")
-    db = Database(config.database_url, config.db_pool_min, config.db_pool_max)
+    db = Database(config.database_url, config.db_pool_max)
     # Only used to invalidate product entries when an order changes stock.
     cache = ProductCache(config.redis_url, config.cache_ttl, config.redis_timeout)
     schema = SchemaGuard(db, seed=False)

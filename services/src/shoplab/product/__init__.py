@@ -17,7 +17,7 @@ from shoplab.product.routes import bp
 
 def create_app(config: Config | None = None) -> Flask:
     config = config or Config.from_env("product")
-    db = Database(config.database_url, config.db_pool_min, config.db_pool_max)
+    db = Database(config.database_url, config.db_pool_max)
     cache = ProductCache(config.redis_url, config.cache_ttl, config.redis_timeout)
     schema = SchemaGuard(db, seed=True)
 
