@@ -13,15 +13,31 @@ def test_state_absent_leaves_nothing(topology):
     if not (PROJECT_DIR / "playbooks" / "netns.yml").exists():
         playbook = ["playbooks/preflight.yml", "playbooks/docker.yml"]
     result = subprocess.run(
-        ["ansible-playbook", *playbook, "-e", "mode=docker", "-e", "state=absent"],
+        [
+            "ansible-playbook",
+            "-i",
+            "inventory/hosts.yml",
+            *playbook,
+            "-e",
+            "mode=docker",
+            "-e",
+            "state=absent",
+        ],
         cwd=PROJECT_DIR,
-        env={"ANSIBLE_FILTER_PLUGINS": str(PROJECT_DIR / "plugins" / "filter"), **os.environ},
+        # The project's own configuration, not the one Molecule exports for its scenario.
+        env={
+            **os.environ,
+            "ANSIBLE_CONFIG": str(PROJECT_DIR / "ansible.cfg"),
+            "ANSIBLE_FILTER_PLUGINS": str(PROJECT_DIR / "plugins" / "filter"),
+        },
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    tail = result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, tail
+    assert "Stop and remove the containers and networks" in result.stdout, tail
 
     assert lab_containers() == []
     names = [tier["docker_network"] for tier in topology["shoplab_tiers"].values()]
