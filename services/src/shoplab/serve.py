@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import sys
 
 from gunicorn.app.base import BaseApplication
 
@@ -83,9 +82,6 @@ class ServiceApplication(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        # Threads that wake up from I/O (a database or upstream answer) wait for the GIL up to the switch
-        # interval, 5 ms by default: with several busy threads per worker that convoy dominated latency.
-        sys.setswitchinterval(float(os.environ.get("SWITCH_INTERVAL", "0.0005")))
         # Imported in the worker, after the fork: pools and sockets are never shared across processes.
         return importlib.import_module(f"shoplab.{self.service}").create_app(self.config)
 
