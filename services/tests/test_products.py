@@ -121,3 +121,24 @@ def test_duplicate_sku_is_a_conflict(gateway, http, new_product):
     product = new_product()
     again = {"sku": product["sku"], "name": "Twin", "price_cents": 1, "stock": 1}
     assert_problem(http.post(f"{gateway}/api/products", json=again, timeout=10), 409)
+
+
+def test_a_service_started_before_its_database_heals_when_it_comes(stack, servers):
+    from shoplab.devtools.servers import free_port, http_status, wait_for
+
+    db_port = free_port()
+    product = servers.start_service(
+        "product",
+        "product-early",
+        stack.service_env(
+            SERVICE_REGISTRY="", DATABASE_URL=f"postgresql://shoplab@127.0.0.1:{db_port}/shoplab"
+        ),
+    )
+    base = f"http://127.0.0.1:{product.port}"
+    assert http_status(f"{base}/health") == 200  # alive without its database...
+    assert_problem(requests.get(f"{base}/ready", timeout=10), 503)  # ...but not ready
+    assert_problem(requests.get(f"{base}/api/products/1", timeout=10), 503)
+
+    servers.start_postgres("postgres-late", port=db_port)  # an empty cluster: schema and seed come from us
+    wait_for(lambda: http_status(f"{base}/ready") == 200, 20, "readiness once PostgreSQL is up")
+    assert requests.get(f"{base}/api/products/1", timeout=10).json()["sku"] == "SKU-00001"

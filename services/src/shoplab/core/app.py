@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Blueprint, Flask, Response, current_app, jsonify
+from flask import Blueprint, Flask, Response, jsonify
 
 from shoplab.core.config import Config
 from shoplab.core.logs import configure_logging, install_request_logging
@@ -44,7 +44,3 @@ def create_base_app(config: Config, ready_check: Callable[[], dict[str, bool]]) 
 
     app.register_blueprint(probes)
     return app
-
-
-def config_of(app: Flask | None = None) -> Config:
-    return (app or current_app).config["SHOPLAB"]

@@ -120,3 +120,15 @@ class SchemaGuard:
                 except UNAVAILABLE_ERRORS as error:
                     log.warning("schema not ready, database unavailable: %s", error)
         return self.done
+
+
+def require_schema(app, guard: SchemaGuard) -> None:
+    """API requests get a 503 problem until the schema exists (the database may start after us)."""
+    from flask import request
+
+    from shoplab.core.problems import ProblemError
+
+    @app.before_request
+    def _schema_first() -> None:
+        if request.path.startswith("/api/") and not guard.ensure():
+            raise ProblemError(503, "The database is not ready yet; try again.")

@@ -129,7 +129,13 @@ class Servers:
         return process
 
     # --- PostgreSQL --------------------------------------------------------------------------------
-    def start_postgres(self, name: str = "postgres", database: str = "shoplab", user: str = "shoplab") -> str:
+    def start_postgres(
+        self,
+        name: str = "postgres",
+        database: str = "shoplab",
+        user: str = "shoplab",
+        port: int | None = None,
+    ) -> str:
         """Start a throwaway cluster; returns its DATABASE_URL."""
         bindir = postgres_bindir()
         data = self.root / name
@@ -140,7 +146,7 @@ class Servers:
              "--no-sync", "--locale=C"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
-        port = free_port()
+        port = port or free_port()
         argv = [
             *demote, f"{bindir}/postgres", "-D", str(data), "-p", str(port), "-k", str(data),
             "-c", f"listen_addresses={LOOPBACK}", "-c", "fsync=off", "-c", "synchronous_commit=off",

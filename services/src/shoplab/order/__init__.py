@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask
 
 from shoplab.core.app import create_base_app
 from shoplab.core.cache import ProductCache
 from shoplab.core.config import Config
 from shoplab.core.db import Database, register_database_errors
-from shoplab.core.problems import ProblemError
-from shoplab.core.schema import SchemaGuard
+from shoplab.core.schema import SchemaGuard, require_schema
 from shoplab.order.routes import bp
 
 
@@ -25,10 +24,7 @@ def create_app(config: Config | None = None) -> Flask:
     register_database_errors(app)
     app.register_blueprint(bp)
 
-    @app.before_request
-    def _schema_first() -> None:
-        if request.path.startswith("/api/") and not schema.ensure():
-            raise ProblemError(503, "The database is not ready yet; try again.")
+    require_schema(app, schema)
 
     schema.ensure()
     return app

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask
 
 from shoplab.core.app import create_base_app
 from shoplab.core.cache import ProductCache
 from shoplab.core.config import Config
 from shoplab.core.db import Database, register_database_errors
-from shoplab.core.problems import ProblemError
-from shoplab.core.schema import SchemaGuard
+from shoplab.core.schema import SchemaGuard, require_schema
 from shoplab.product.fastpath import CachedReads
 from shoplab.product.repository import ProductRepository
 from shoplab.product.routes import bp
@@ -32,10 +31,7 @@ def create_app(config: Config | None = None) -> Flask:
     register_database_errors(app)
     app.register_blueprint(bp)
 
-    @app.before_request
-    def _schema_first() -> None:
-        if request.path.startswith("/api/") and not schema.ensure():
-            raise ProblemError(503, "The database is not ready yet; try again.")
+    require_schema(app, schema)
 
     # Cache hits are answered in front of Flask (misses and everything else go through it).
     app.wsgi_app = CachedReads(app.wsgi_app, cache)
