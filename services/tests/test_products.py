@@ -127,13 +127,13 @@ def test_a_service_started_before_its_database_heals_when_it_comes(stack, server
     from shoplab.devtools.servers import free_port, http_status, wait_for
 
     db_port = free_port()
-    product = servers.start_service(
-        "product",
-        "product-early",
-        stack.service_env(
-            SERVICE_REGISTRY="", DATABASE_URL=f"postgresql://shoplab@127.0.0.1:{db_port}/shoplab"
-        ),
+    redis = servers.start_redis("redis-early")  # its own, empty cache: every read must reach PostgreSQL
+    env = stack.service_env(
+        SERVICE_REGISTRY="",
+        DATABASE_URL=f"postgresql://shoplab@127.0.0.1:{db_port}/shoplab",
+        REDIS_URL=f"redis://127.0.0.1:{redis.port}/0",
     )
+    product = servers.start_service("product", "product-early", env)
     base = f"http://127.0.0.1:{product.port}"
     assert http_status(f"{base}/health") == 200  # alive without its database...
     assert_problem(requests.get(f"{base}/ready", timeout=10), 503)  # ...but not ready
