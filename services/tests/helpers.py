@@ -5,7 +5,7 @@ from __future__ import annotations
 import requests
 
 # Short intervals so expiry and re-registration are observable within seconds.
-HEARTBEAT_INTERVAL = "0.5"
+HEARTBEAT_INTERVAL = "1"
 FAST_ENV = {"HEARTBEAT_INTERVAL": HEARTBEAT_INTERVAL, "GATEWAY_LOOKUP_TTL": "0.3", "LOG_LEVEL": "INFO"}
 
 

@@ -52,16 +52,16 @@ def test_registry_rejects_bad_registrations(stack):
 def test_instances_expire_after_missed_heartbeats(stack):
     registry = stack.registry_url
     body = {"instance_id": "silent-1", "address": "127.0.0.9", "port": 6002}
+    before_registering = time.monotonic()  # the registry's own clock for it starts after this
     assert requests.post(f"{registry}/services/silentsvc/instances", json=body, timeout=5).status_code == 201
     assert "silent-1" in instances(registry, "silentsvc")
-    registered_at = time.monotonic()
     wait_for(lambda: "silent-1" not in instances(registry, "silentsvc"), TTL * 4, "expiry")
     # Not before the TTL (three heartbeat intervals) ran out.
-    assert time.monotonic() - registered_at >= TTL * 0.9
+    assert time.monotonic() - before_registering >= TTL
 
 
 def test_live_instances_stay_registered(stack):
-    # The session's instances heartbeat every 0.5 s; over several TTLs they must never drop out.
+    # The session's instances heartbeat every interval; over two TTLs they must never drop out.
     deadline = time.monotonic() + TTL * 2
     while time.monotonic() < deadline:
         assert {"product-1", "product-2"} <= set(instances(stack.registry_url, "product"))
