@@ -7,6 +7,7 @@ import os
 import signal
 import time
 
+from shoplab.devtools.servers import port_open
 from shoplab.devtools.stack import start_stack
 
 
@@ -17,6 +18,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
     parser.add_argument("--gateway-port", type=int, default=3000)
     args = parser.parse_args()
+    if port_open(args.gateway_port):
+        in_use = f"Port {args.gateway_port} is already in use (the lab itself?); try --gateway-port 3001\n"
+        parser.exit(1, in_use)
 
     stack = start_stack(
         products=args.products, orders=args.orders, workers=args.workers, gateway_port=args.gateway_port
