@@ -7,6 +7,7 @@ listens on 127.0.0.1 only and lives in a temporary directory that `stop()` remov
 from __future__ import annotations
 
 import glob
+import json
 import os
 import pwd
 import shutil
@@ -57,6 +58,11 @@ def http_status(url: str, timeout: float = 1.0) -> int:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
+
+
+def answers_as(url: str, instance_id: str) -> bool:
+    with urllib.request.urlopen(url, timeout=1.0) as response:
+        return json.load(response).get("instance") == instance_id
 
 
 @dataclass
@@ -186,7 +192,8 @@ class Servers:
         process = self._spawn(name, argv, port, env=full_env)
         if wait:
             health = f"http://{LOOPBACK}:{port}/health"
-            wait_for(lambda: http_status(health) == 200 or self._died(process), 30, name)
+            # Check the name too: if someone else grabbed the port first, that server must not pass for ours.
+            wait_for(lambda: answers_as(health, full_env["INSTANCE_ID"]) or self._died(process), 30, name)
         return process
 
     @staticmethod
