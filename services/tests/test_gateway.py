@@ -89,6 +89,8 @@ def test_head_and_query_strings_pass_through(gateway):
 def test_gateway_errors_are_problems(gateway):
     assert_problem(requests.get(f"{gateway}/nowhere", timeout=10), 404)
     assert_problem(requests.get(f"{gateway}/api/productsXYZ", timeout=10), 404)
+    # No redirect ever leaks an instance's internal address (werkzeug would merge the slashes).
+    assert_problem(requests.get(f"{gateway}/api/products//1", allow_redirects=False, timeout=10), 404)
     oversized = b'{"items": "' + b"x" * 200_000 + b'"}'
     response = requests.post(
         f"{gateway}/api/orders", data=oversized, headers={"Content-Type": "application/json"}, timeout=10

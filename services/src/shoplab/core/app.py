@@ -23,7 +23,9 @@ def create_base_app(config: Config, ready_check: Callable[[], dict[str, bool]]) 
     app.config["SHOPLAB"] = config
     app.json.sort_keys = False
     app.json.compact = True
+    # No redirects at all: behind the gateway a redirect would name the instance's internal address.
     app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False
     register_error_handlers(app)
     install_request_logging(app)
 

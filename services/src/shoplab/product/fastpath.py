@@ -20,19 +20,16 @@ DEFAULT_PAGE, DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE = 1, 20, 100_000, 100
 
 
 def _page_params(query: str) -> tuple[int, int] | None:
-    page, per_page = DEFAULT_PAGE, DEFAULT_PER_PAGE
-    if not query:
-        return page, per_page
-    for pair in query.split("&"):
+    params = {"page": DEFAULT_PAGE, "per_page": DEFAULT_PER_PAGE}
+    seen = set()
+    for pair in query.split("&") if query else ():
         name, _, value = pair.partition("=")
-        if not (value.isascii() and value.isdigit()) or len(value) > 6:
+        # Anything unusual (unknown or repeated names, non-digits) is left to the Flask route.
+        if name not in params or name in seen or not (value.isascii() and value.isdigit()) or len(value) > 6:
             return None
-        if name == "page":
-            page = int(value)
-        elif name == "per_page":
-            per_page = int(value)
-        else:
-            return None
+        seen.add(name)
+        params[name] = int(value)
+    page, per_page = params["page"], params["per_page"]
     if not (1 <= page <= MAX_PAGE and 1 <= per_page <= MAX_PER_PAGE):
         return None
     return page, per_page
