@@ -11,6 +11,8 @@ from labdata import INSTANCES, MATRIX, TESTINFRA_HOSTS, TIERS
 testinfra_hosts = TESTINFRA_HOSTS
 
 TIMEOUT = 3.0
+# A port nothing of the lab uses, for a listener on the host itself.
+HOST_PROBE_PORT = 18080
 
 # Probes every target in parallel; prints [{"address", "port", "ok", "seconds", "error"}] as JSON.
 PROBE = r"""
@@ -72,13 +74,22 @@ def test_matrix_denies_something_and_allows_something():
 
 
 def test_database_tier_opens_nothing_out(lab):
-    """Nothing in the database tier reaches another tier or the host."""
+    """Nothing in the database tier reaches another tier, nor the host itself (a listener is started on
+    the host for the duration of the probe, so a refusal is the firewall's, not an empty port's)."""
     database = [i for i in INSTANCES if i["tier"] == "database"]
     others = [i for i in INSTANCES if i["tier"] != "database"]
-    hosts = [(t["host_address"], 22) for t in TIERS.values()]
-    for src in database:
-        results = probe(lab, src["name"], [(i["address"], i["port"]) for i in others] + hosts)
-        assert not [r for r in results if r["ok"]], results
+    server = f"timeout 30 python3 -m http.server {HOST_PROBE_PORT}"
+    pid = lab.check(f"nohup {server} >/dev/null 2>&1 & echo $!").strip()
+    lab.check("sleep 1")
+    host_targets = [(t["host_address"], HOST_PROBE_PORT) for t in TIERS.values()]
+    try:
+        # The listener answers from the host itself.
+        assert [r["ok"] for r in probe(lab, "host", [("127.0.0.1", HOST_PROBE_PORT)])] == [True]
+        for src in database:
+            results = probe(lab, src["name"], [(i["address"], i["port"]) for i in others] + host_targets)
+            assert not [r for r in results if r["ok"]], results
+    finally:
+        lab.run(f"kill {int(pid)}")
 
 
 def test_ipv6_closed_on_lab_links(lab):
