@@ -57,14 +57,20 @@ class Database:
             self._idle.append(conn)
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg2.extensions.connection]:
-        """A pooled connection inside one transaction: committed on success, rolled back on error."""
+    def connection(self, autocommit: bool = False) -> Iterator[psycopg2.extensions.connection]:
+        """A pooled connection inside one transaction: committed on success, rolled back on error.
+
+        With autocommit, every statement is its own transaction (no BEGIN/COMMIT round trips): for work
+        that is one statement anyway.
+        """
         if not self._slots.acquire(timeout=self.wait_seconds):
             raise ProblemError(503, "All database connections are busy; try again.")
         try:
             conn = self._checkout()
             broken = False
             try:
+                if conn.autocommit != autocommit:
+                    conn.autocommit = autocommit
                 yield conn
                 conn.commit()
             except BaseException as error:
@@ -81,8 +87,8 @@ class Database:
             self._slots.release()
 
     @contextmanager
-    def cursor(self) -> Iterator[psycopg2.extensions.cursor]:
-        with self.connection() as conn, conn.cursor() as cur:
+    def cursor(self, autocommit: bool = False) -> Iterator[psycopg2.extensions.cursor]:
+        with self.connection(autocommit) as conn, conn.cursor() as cur:
             yield cur
 
     def ping(self) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from shoplab.core.problems import ProblemError
 
@@ -26,13 +26,35 @@ def as_dict(row: tuple) -> dict[str, Any]:
     }
 
 
+# A one-line order as ONE statement: the stock update, the order and its line. The row lock on the
+# product is then held for this statement only (plus COMMIT, unless the caller runs in autocommit),
+# which is what limits throughput when every order is for the same product.
+SINGLE_LINE_ORDER = """
+WITH updated AS (
+    UPDATE products SET stock = stock - %(q)s, updated_at = now()
+    WHERE id = %(id)s AND stock >= %(q)s
+    RETURNING id, price_cents
+), new_order AS (
+    INSERT INTO orders (total_cents) SELECT %(q)s::bigint * price_cents FROM updated
+    RETURNING id, status, created_at, total_cents
+), line AS (
+    INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
+    SELECT new_order.id, updated.id, %(q)s, updated.price_cents FROM new_order, updated
+)
+SELECT new_order.id, new_order.status, new_order.created_at, new_order.total_cents, updated.price_cents
+FROM new_order, updated
+"""
+
+
 def place_order(cur, items: list[dict[str, int]]) -> dict[str, Any]:
-    """Decrement stock and record the order, inside the caller's transaction.
+    """Decrement stock and record the order (one statement for one line; the caller's transaction).
 
     `UPDATE … WHERE stock >= q` is the whole concurrency story: a concurrent order on the same row waits
     for the row lock, then re-checks the condition against the committed stock, so stock can't go below
     zero. Rows are locked in product-id order so two multi-item orders can't deadlock.
     """
+    if len(items) == 1:
+        return _place_single_line(cur, items[0])
     lines = []
     for item in sorted(items, key=lambda i: i["product_id"]):
         cur.execute(
@@ -42,17 +64,7 @@ def place_order(cur, items: list[dict[str, int]]) -> dict[str, Any]:
         )
         row = cur.fetchone()
         if row is None:
-            cur.execute("SELECT stock FROM products WHERE id = %s", (item["product_id"],))
-            existing = cur.fetchone()
-            if existing is None:
-                raise ProblemError(422, f"No product with id {item['product_id']}.")
-            raise ProblemError(
-                409,
-                f"Not enough stock for product {item['product_id']}: {existing[0]} left.",
-                title="Insufficient stock",
-                product_id=item["product_id"],
-                available=existing[0],
-            )
+            _refuse(cur, item["product_id"])
         lines.append(
             {"product_id": item["product_id"], "quantity": item["quantity"], "unit_price_cents": row[0]}
         )
@@ -82,6 +94,36 @@ def place_order(cur, items: list[dict[str, int]]) -> dict[str, Any]:
         "created_at": created_at.isoformat(),
         "items": lines,
     }
+
+
+def _place_single_line(cur, item: dict[str, int]) -> dict[str, Any]:
+    cur.execute(SINGLE_LINE_ORDER, {"q": item["quantity"], "id": item["product_id"]})
+    row = cur.fetchone()
+    if row is None:
+        _refuse(cur, item["product_id"])
+    order_id, status, created_at, total_cents, unit_price_cents = row
+    return {
+        "id": order_id,
+        "status": status,
+        "total_cents": total_cents,
+        "created_at": created_at.isoformat(),
+        "items": [{**item, "unit_price_cents": unit_price_cents}],
+    }
+
+
+def _refuse(cur, product_id: int) -> NoReturn:
+    """The line could not be served: say why (unknown product or not enough stock)."""
+    cur.execute("SELECT stock FROM products WHERE id = %s", (product_id,))
+    existing = cur.fetchone()
+    if existing is None:
+        raise ProblemError(422, f"No product with id {product_id}.")
+    raise ProblemError(
+        409,
+        f"Not enough stock for product {product_id}: {existing[0]} left.",
+        title="Insufficient stock",
+        product_id=product_id,
+        available=existing[0],
+    )
 
 
 def get_order(cur, order_id: int) -> dict[str, Any] | None:
