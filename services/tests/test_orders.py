@@ -116,3 +116,14 @@ def test_bad_orders_are_4xx_and_write_nothing(gateway, http, new_product):
     assert_problem(http.get(f"{url}/123456789", timeout=10), 404)
     assert http.get(url, timeout=10).json()["total"] == total_before
     assert stock_of(gateway, pid) == 5
+
+
+def test_totals_beyond_32_bits_are_exact(gateway, new_product):
+    dear = new_product(stock=1000, price_cents=2**31 - 1)
+    cheap = new_product(stock=5, price_cents=1)
+    single = order(gateway, [{"product_id": dear["id"], "quantity": 500}])
+    double = order(
+        gateway, [{"product_id": dear["id"], "quantity": 500}, {"product_id": cheap["id"], "quantity": 1}]
+    )
+    assert single.json()["total_cents"] == 500 * (2**31 - 1)
+    assert double.json()["total_cents"] == 500 * (2**31 - 1) + 1
