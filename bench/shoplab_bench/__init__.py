@@ -1,0 +1,1 @@
+"""Shoplab's benchmark harness: run the load tools, sample CPU, guard routes, render the report."""

@@ -1,0 +1,223 @@
+"""Run every case of a plan, interleaved over rounds (A B C … A B C …), and write report.json.
+
+A plan (JSON, written by roles/bench) names the targets: where the load host is (`prefix`, e.g.
+`docker exec shoplab-labhost`), the base URLs for /api/products and /api/orders, and what counts as the
+lab on that host (the route guard). The loopback floor (the services and nginx on 127.0.0.1, no
+namespaces) is started here and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from shoplab_bench import cpu, guard, parse, tools
+
+LUA_DIR = str(Path(__file__).resolve().parent.parent / "lua")
+
+_RESTOCK = """
+import json, sys, urllib.request
+base, count, stock = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(1, count + 1):
+    req = urllib.request.Request(f"{base}/api/products/{i}", data=json.dumps({"stock": stock}).encode(),
+                                 method="PATCH", headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=10).read()
+print("restocked", count)
+"""
+
+
+def floor_targets(floor, lab_prefix: list[str]) -> list[dict]:
+    loop = {"devices": [], "subnets": [], "gateways": []}
+    base = {"mode": "floor", "prefix": lab_prefix, "lab": loop, "lua_dir": LUA_DIR, "scope": "floor"}
+    targets = [
+        {**base, "name": "floor-gateway", "path": "gateway", "products_url": floor.gateway,
+         "orders_url": floor.gateway, "tools": ["wrk", "hey", "ab"]},
+        {**base, "name": "floor-direct", "path": "direct", "products_url": floor.product,
+         "orders_url": floor.order, "tools": ["wrk"]},
+    ]  # fmt: skip
+    if floor.nginx_url:
+        targets.append({**base, "name": "floor-nginx", "path": "nginx", "products_url": floor.nginx_url,
+                        "orders_url": floor.nginx_url, "tools": ["wrk", "hey"]})  # fmt: skip
+    return targets
+
+
+def build_cases(targets: list[dict], endpoints: list[str], ab_keepalive: list[bool]) -> list[dict]:
+    """One round's cases, grouped by endpoint so that every mode's same case runs side by side."""
+    cases = []
+    for endpoint in endpoints:
+        for target in targets:
+            if endpoint not in target.get("endpoints", endpoints):
+                continue
+            for tool in target["tools"]:
+                if tool == "wrk":
+                    cases.append({"target": target["name"], "endpoint": endpoint, "tool": "wrk"})
+                elif tool == "hey" and endpoint != "orders":
+                    cases.append({"target": target["name"], "endpoint": endpoint, "tool": "hey"})
+                elif tool == "ab" and endpoint == "products":
+                    for keep in ab_keepalive:
+                        cases.append({"target": target["name"], "endpoint": endpoint, "tool": "ab -k" if keep
+                                      else "ab"})  # fmt: skip
+    return cases
+
+
+def url_for(target: dict, endpoint: str) -> str:
+    return target["orders_url"] if endpoint == "orders" else target["products_url"]
+
+
+def argv_for(case: dict, target: dict, load: tools.Load, nonce: str) -> list[str]:
+    url = url_for(target, case["endpoint"])
+    if case["tool"] == "wrk":
+        return tools.wrk_argv(load, url, case["endpoint"], target["lua_dir"], nonce)
+    if case["tool"] == "hey":
+        return tools.hey_argv(load, url, case["endpoint"])
+    return tools.ab_argv(load, url, case["endpoint"], keep_alive=case["tool"] == "ab -k")
+
+
+def guard_target(target: dict) -> None:
+    lab = guard.Lab.of(**target["lab"])
+    for url in {target["products_url"], target["orders_url"]}:
+        guard.check(urlsplit(url).hostname, lab, target["prefix"])
+
+
+def restock(target: dict, products: int, stock: int) -> None:
+    argv = [*target["prefix"], "timeout", "120", "python3", "-c", _RESTOCK, target["products_url"],
+            str(products), str(stock)]  # fmt: skip
+    subprocess.run(argv, check=True, capture_output=True, timeout=150)
+
+
+def warm_up(target: dict, load: tools.Load, seconds: int, endpoints: list[str]) -> None:
+    short = tools.Load(**{**asdict(load), "duration_s": seconds})
+    for endpoint in endpoints:
+        if endpoint == "orders":
+            continue  # writes: the measured rounds are enough
+        argv = tools.wrk_argv(short, url_for(target, endpoint), endpoint, target["lua_dir"], "warmup")
+        tools.run(target["prefix"], argv, seconds + 15)
+
+
+def run_case(case: dict, target: dict, load: tools.Load, classifier: cpu.Classifier) -> dict:
+    guard_target(target)  # every case, right before its load: a bridge may have gone since the last one
+    nonce = uuid.uuid4().hex[:12]
+    argv = argv_for(case, target, load, nonce)
+    before, busy0 = cpu.snapshot(), cpu.machine_ticks()
+    ran = tools.run(target["prefix"], argv, tools.limit_for(argv, load))
+    after, busy1 = cpu.snapshot(), cpu.machine_ticks()
+    record = {
+        **case,
+        "mode": target["mode"],
+        "path": target["path"],
+        "command": [*target["prefix"], *argv],
+        "returncode": ran.returncode,
+        "wall_s": round(ran.wall_s, 3),
+        "load_tool_cpu_s": ran.tool_cpu_s,
+        "machine_busy": round((busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), 3),
+        "cpu_s": cpu.usage(before, after, classifier),
+        "output": ran.output,
+    }
+    try:
+        record["result"] = parse.PARSERS[case["tool"].split()[0]](ran.output)
+        record["ok"] = ran.returncode == 0
+    except parse.ParseError as error:
+        record["result"], record["ok"], record["error"] = None, False, str(error)
+    return record
+
+
+def environment(plan: dict) -> dict:
+    def sh(*argv: str) -> str:
+        try:
+            return subprocess.run(
+                argv, capture_output=True, text=True, timeout=20, check=False
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())  # fmt: skip
+    hosts = {}
+    for target in plan["targets"]:
+        key = " ".join(target["prefix"]) or "localhost"
+        if key not in hosts:
+            hosts[key] = tools.versions(target["prefix"])
+    return {
+        "kernel": platform.release(),
+        "cpu_model": model,
+        "cpus": os.cpu_count(),
+        "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
+        "python": platform.python_version(),
+        "commit": sh("git", "rev-parse", "HEAD"),
+        "commit_dirty": bool(sh("git", "status", "--porcelain", "--", "bench", "services", "roles")),
+        "docker": sh("docker", "version", "--format", "{{.Server.Version}}"),
+        "tool_versions": hosts,
+        "note": "Every load tool, service, proxy and datastore shares this machine's kernel and cores.",
+    }
+
+
+def run_plan(plan: dict, out_dir: Path, log=print) -> dict:
+    load = tools.Load(**plan.get("load", {}))
+    endpoints = plan.get("endpoints", list(tools.ENDPOINTS))
+    floor = None
+    started = dt.datetime.now(dt.UTC)
+    deadline = time.monotonic() + plan.get("max_seconds", 1200)
+    report: dict = {"started": started.isoformat(), "plan": plan, "cases": [], "skipped": []}
+    try:
+        targets = []
+        if plan.get("floor", {}).get("enabled", True):
+            from shoplab_bench.floor import start_floor
+
+            log("starting the loopback floor (redis, postgres, registry, 2 product, 2 order, gateway, nginx)")
+            floor = start_floor(
+                nginx=plan["floor"].get("nginx", True), workers=plan["floor"].get("workers", 2)
+            )
+            targets += floor_targets(floor, [])
+            if plan["floor"].get("only_gateway"):
+                targets = [t for t in targets if t["path"] == "gateway"]
+        targets += plan.get("targets", [])
+        plan["targets"] = targets
+        report["environment"] = environment(plan)
+        by_name = {t["name"]: t for t in targets}
+        classifier = cpu.Classifier(
+            runner_pid=os.getpid(),
+            netns_cgroup=plan.get("classifier", {}).get("netns_cgroup"),
+            docker_ids=frozenset(plan.get("classifier", {}).get("docker_ids", [])),
+        )
+        for target in targets:  # refuse before any load at all
+            guard_target(target)
+        for target in targets:
+            if target["path"] == "gateway" and "orders" in endpoints:
+                log(f"restocking through {target['name']}")
+                restock(target, load.products, plan.get("restock", 1_000_000))
+        for target in targets:
+            log(f"warming up {target['name']}")
+            warm_up(target, load, plan.get("warmup_s", 3), endpoints)
+        cases = build_cases(targets, endpoints, plan.get("ab_keepalive", [False, True]))
+        for round_no in range(1, plan.get("rounds", 3) + 1):
+            for case in cases:
+                if time.monotonic() > deadline:
+                    report["skipped"].append({**case, "round": round_no, "why": "time budget spent"})
+                    continue
+                record = run_case(case, by_name[case["target"]], load, classifier)
+                record["round"] = round_no
+                report["cases"].append(record)
+                res = record.get("result") or {}
+                log(f"r{round_no} {case['target']:<22} {case['endpoint']:<9} {case['tool']:<6} "
+                    f"{res.get('rps', 0):9.1f} req/s  p99 {res.get('latency_ms', {}).get('p99', 0):7.1f} ms  "
+                    f"non-2xx {res.get('non_2xx', '?')}  errors {res.get('errors', '?')}")  # fmt: skip
+        if plan.get("profile", {}).get("enabled") and floor:
+            from shoplab_bench.profile import profile_gateway
+
+            log("profiling the loopback gateway with py-spy")
+            report["profile"] = profile_gateway(floor, load, plan["profile"].get("seconds", 6))
+    finally:
+        if floor:
+            floor.stop()
+        report["finished"] = dt.datetime.now(dt.UTC).isoformat()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    return report
