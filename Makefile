@@ -62,3 +62,10 @@ run-local: venv ## The four services on loopback, for a quick look (Ctrl-C stops
 
 clean: ## Remove build outputs
 	rm -rf build
+
+bench: venv ## Benchmark loopback, netns and docker, interleaved (QUICK=1: the < 2 minute smoke run)
+	ansible-playbook playbooks/bench.yml $(if $(QUICK),-e bench_quick=true)
+
+test-bench: venv ## The benchmark harness once, quick (a smoke test: no speed is asserted)
+	ansible-playbook playbooks/bench.yml -e bench_quick=true
+.PHONY: test-bench

@@ -16,7 +16,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("out_dir", type=Path)
     render = sub.add_parser("render", help="render report.md and chart.png from a report.json")
     render.add_argument("report", type=Path)
+    check = sub.add_parser(
+        "guard", help="check the route to every target of a plan; exit 1 if one is refused"
+    )
+    check.add_argument("plan", type=Path)
     args = parser.parse_args(argv)
+
+    if args.command == "guard":
+        return guard_plan(json.loads(args.plan.read_text()))
 
     from shoplab_bench.report import render_all
 
@@ -30,6 +37,29 @@ def main(argv: list[str] | None = None) -> int:
         paths = render_all(json.loads(args.report.read_text()), args.report.parent)
     for path in paths:
         print(path)
+    return 0
+
+
+def guard_plan(plan: dict) -> int:
+    from urllib.parse import urlsplit
+
+    from shoplab_bench import guard
+
+    refused = []
+    for target in plan.get("targets", []):
+        lab = guard.Lab.of(**target["lab"])
+        for url in sorted({target["products_url"], target["orders_url"]}):
+            address = urlsplit(url).hostname
+            try:
+                route = guard.check(address, lab, target["prefix"])
+                print(f"ok      {target['name']:<18} {address:<15} dev {route.device}"
+                      f"{' via ' + route.via if route.via else ''}")  # fmt: skip
+            except guard.RouteRefused as error:
+                refused.append(f"{target['name']}: {error}")
+                print(f"REFUSED {target['name']:<18} {error}")
+    if refused:
+        print("Refusing to benchmark: " + "; ".join(refused), file=sys.stderr)
+        return 1
     return 0
 
 
