@@ -100,3 +100,10 @@ def test_ipv6_closed_on_lab_links(lab):
         assert f"-A SHOPLAB-OUTPUT -o {tier['bridge']} -j DROP" in rules
     for builtin in ("FORWARD", "INPUT", "OUTPUT"):
         assert f"-A {builtin} -j SHOPLAB-{builtin}" in rules
+
+
+def test_admin_rules_survived_the_deployment(lab):
+    """prepare.yml added rules of the admin's own; the lab's firewall left them alone."""
+    rules = lab.check("iptables -S")
+    for rule in ("-A ADMIN-TEST -s 198.51.100.0/24 -j DROP", "-A FORWARD -j ADMIN-TEST"):
+        assert rule in rules
