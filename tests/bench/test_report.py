@@ -1,0 +1,95 @@
+"""report.md and chart.png rendered from recorded tool outputs (fixtures), one record per case."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from shoplab_bench import report, summary
+from shoplab_bench.parse import PARSERS
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def record(target, endpoint, tool, fixture, *, round_no=1, cpu=None):
+    mode, path = target.split("-", 1)
+    result = PARSERS[tool.split()[0]]((FIXTURES / fixture).read_text())
+    return {
+        "target": target, "mode": mode, "path": path, "endpoint": endpoint, "tool": tool, "round": round_no,
+        "command": [tool.split()[0], "http://example.invalid/"], "wall_s": result["duration_s"],
+        "load_tool_cpu_s": 0.5, "machine_busy": 0.9, "ok": True, "result": result,
+        "cpu_s": cpu or {mode: {"gateway": 1.5, "product": 1.2, "redis": 0.1},
+                         "engine": {"docker-proxy": 0.4}},
+    }  # fmt: skip
+
+
+@pytest.fixture
+def sample():
+    cases = [
+        record("netns-gateway", "products", "wrk", "wrk_get_products.txt"),
+        record("netns-gateway", "products", "wrk", "wrk_non2xx.txt", round_no=2),
+        record("netns-direct", "products", "wrk", "wrk_get_products.txt"),
+        record("netns-gateway", "products", "ab", "ab_get_products.txt"),
+        record("docker-published", "products", "ab", "ab_non2xx.txt"),
+        record("docker-published", "products", "wrk", "wrk_get_products.txt"),
+        record("docker-gateway", "products", "wrk", "wrk_post_orders.txt"),
+        record("netns-gateway", "orders", "wrk", "wrk_post_orders.txt"),
+        record("floor-nginx", "products", "hey", "hey_get_products.txt"),
+    ]  # fmt: skip
+    return {"started": "2026-11-25T01:00:00+00:00", "plan": {"rounds": 2}, "cases": cases,
+            "environment": {"kernel": "6.1", "cpus": 2, "cpu_model": "test", "commit": "abc"}}  # fmt: skip
+
+
+def test_medians_with_min_and_max(sample):
+    rows = summary.aggregate(sample["cases"])
+    row = summary.find(rows, "netns", "gateway", "products")
+    assert row["runs"] == 2
+    assert row["rps"]["min"] == pytest.approx(673.12)
+    assert row["rps"]["max"] == pytest.approx(1199.60)
+    assert row["rps"]["median"] == pytest.approx((673.12 + 1199.60) / 2)
+    assert row["non_2xx"] == 679
+
+
+def test_targets_are_reported_not_met(sample):
+    checks = {c["target"]: c for c in summary.check_targets(summary.aggregate(sample["cases"]))}
+    gateway = checks["netns gateway: cached GET /api/products ≥ 2,000 req/s, p99 ≤ 50 ms"]
+    assert gateway["met"] is False
+    assert checks["netns gateway: POST /api/orders ≥ 500 req/s"]["met"] is True
+    non_2xx = checks["0 non-2xx responses (and no socket errors) in every run"]
+    assert not non_2xx["met"]
+    assert "679 non-2xx" in non_2xx["measured"]
+
+
+def test_markdown_has_the_design_documents_table_beside_ours(sample):
+    md = report.render_markdown(sample)
+    doc_row = next(line for line in md.splitlines() if line.startswith("| Linux namespaces"))
+    assert "54.07 req/s, mean 924 ms" in doc_row
+    assert "705 req/s, mean 70.9 ms" in doc_row  # ours: ab without keep-alive, from the fixture
+    docker_row = next(line for line in md.splitlines() if line.startswith("| Docker (published port"))
+    assert "29.21 req/s, mean 1711 ms" in docker_row
+    assert "| netns-gateway | wrk | 936 [673-1,200] |" in md
+
+
+def test_why_is_computed_from_the_numbers(sample):
+    lines = report.why(summary.aggregate(sample["cases"]))
+    hop = next(line for line in lines if "Gateway hop (netns)" in line)
+    # gw median (673.12 + 1199.60) / 2 = 936.36 against direct 1199.60: 22 % overhead.
+    assert "22 %" in hop
+    proxy = next(line for line in lines if "docker-proxy" in line)
+    assert "of the throughput of the container address" in proxy
+
+
+def test_cpu_per_request(sample):
+    rows = summary.aggregate(sample["cases"])
+    row = summary.find(rows, "docker", "published", "products")
+    # 0.4 s of docker-proxy CPU in 3.08 s of wrk = 13 % of a core, at 1199.6 req/s.
+    assert summary.cpu_ms_per_request(row, "docker-proxy") == pytest.approx(10 * 13.0 / 1199.6, rel=0.01)
+
+
+def test_chart_is_a_png(sample, tmp_path):
+    paths = report.render_all(sample, tmp_path)
+    chart = tmp_path / "chart.png"
+    assert chart in paths
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert chart.stat().st_size > 10_000
+    assert (tmp_path / "report.md").read_text().startswith("# Shoplab benchmark")

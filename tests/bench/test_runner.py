@@ -1,0 +1,81 @@
+"""The runner's building blocks: bounded tool runs, the interleaved schedule, CPU attribution."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from shoplab_bench import cpu, runner, tools
+
+
+def test_run_is_bounded_by_timeout():
+    started = time.monotonic()
+    ran = tools.run([], ["sleep", "30"], limit_s=1)
+    assert ran.returncode == 124  # timeout(1)'s exit status
+    assert time.monotonic() - started < 10
+
+
+def test_run_reports_the_tools_cpu_and_output():
+    ran = tools.run([], ["python3", "-c", "sum(range(3_000_000)); print('done')"], limit_s=30)
+    assert ran.returncode == 0
+    assert ran.output.strip() == "done"
+    assert ran.tool_cpu_s is not None
+    assert ran.tool_cpu_s > 0
+
+
+def test_every_command_is_bounded():
+    load = tools.Load(duration_s=8, hey_duration_s=5)
+    wrk = tools.wrk_argv(load, "http://127.0.0.1:1", "orders", "/lua", "n1")
+    assert "-d8s" in wrk
+    assert wrk[-3:] == ["--", "n1", "300"]
+    assert "-z" in tools.hey_argv(load, "http://127.0.0.1:1", "products")
+    ab = tools.ab_argv(load, "http://127.0.0.1:1", "products", keep_alive=True)
+    assert "-n" in ab
+    assert "-s" in ab
+    assert "-k" in ab
+    assert tools.limit_for(wrk, load) < 60
+
+
+def test_cases_are_interleaved_by_endpoint_across_targets():
+    targets = [
+        {"name": "netns-gateway", "tools": ["wrk", "ab"]},
+        {"name": "docker-gateway", "tools": ["wrk"]},
+    ]
+    cases = runner.build_cases(targets, ["products", "orders"], [False, True])
+    assert [(c["target"], c["endpoint"], c["tool"]) for c in cases] == [
+        ("netns-gateway", "products", "wrk"),
+        ("netns-gateway", "products", "ab"),
+        ("netns-gateway", "products", "ab -k"),
+        ("docker-gateway", "products", "wrk"),
+        ("netns-gateway", "orders", "wrk"),
+        ("docker-gateway", "orders", "wrk"),
+    ]
+
+
+def test_cpu_groups_and_scopes():
+    me = os.getpid()
+    procs = {
+        10: cpu.Proc(10, me, "python", 100, "/venv/bin/python -m shoplab.serve gateway", "8:pids:/user"),
+        11: cpu.Proc(11, 10, "python", 300, "/venv/bin/python -m shoplab.serve gateway", "8:pids:/user"),
+        20: cpu.Proc(20, 1, "redis-server", 50, "/usr/bin/redis-server *:6379", "8:pids:/docker/abc/x"),
+        30: cpu.Proc(30, 1, "python3", 70, "/usr/bin/python3 /usr/local/bin/shoplab-serve product",
+                     "8:pids:/docker/feed"),
+        40: cpu.Proc(40, 1, "docker-proxy", 90, "/usr/bin/docker-proxy -proto tcp", "8:pids:/"),
+        50: cpu.Proc(50, 1, "bash", 500, "bash", "8:pids:/"),
+    }  # fmt: skip
+    before = {pid: cpu.Proc(p.pid, p.ppid, p.comm, 0, p.cmdline, p.cgroup) for pid, p in procs.items()}
+    classifier = cpu.Classifier(runner_pid=me, netns_cgroup="/docker/abc", docker_ids=frozenset({"feed"}))
+    used = cpu.usage(before, procs, classifier)
+    ticks = cpu.TICKS
+    assert used["floor"] == {"gateway": round(400 / ticks, 3)}
+    assert used["netns"] == {"redis": round(50 / ticks, 3)}
+    assert used["docker"] == {"product": round(70 / ticks, 3)}
+    assert used["engine"] == {"docker-proxy": round(90 / ticks, 3)}
+    assert used["other"] == {"other": round(500 / ticks, 3)}
+
+
+def test_cpu_snapshot_reads_this_process():
+    snap = cpu.snapshot()
+    assert os.getpid() in snap
+    busy, total = cpu.machine_ticks()
+    assert 0 < busy <= total
