@@ -30,6 +30,9 @@ def order_service():
                "WEB_CONCURRENCY": "1", "LOG_LEVEL": "WARNING"}  # fmt: skip
         servers.start_service("product", "product-1", env)  # creates the schema and seeds 300 products
         order = servers.start_service("order", "order-1", env)
+        # Seed stock is 20-200 per product: enough stock that no order can fail for want of it (a 409).
+        with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+            cur.execute("UPDATE products SET stock = 1000000")
         yield f"http://{LOOPBACK}:{order.port}", database_url
     finally:
         servers.stop()
