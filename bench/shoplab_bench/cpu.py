@@ -81,6 +81,7 @@ class Classifier:
     runner_pid: int
     netns_cgroup: str | None = None  # e.g. "/docker/<labhost id>" or "/system.slice/shoplab-"
     docker_ids: frozenset[str] = field(default_factory=frozenset)  # shoplab project container ids
+    roots: dict[int, str] = field(default_factory=dict)  # processes we started for a mode: pid -> scope
 
     def group(self, p: Proc) -> str:
         match = _SERVE.search(p.cmdline)
@@ -96,9 +97,11 @@ class Classifier:
             return "docker"
         if self.group(p) in _ENGINE:
             return "engine"
-        seen, pid = set(), p.ppid
+        seen, pid = set(), p.pid
         while pid > 1 and pid not in seen:
-            if pid == self.runner_pid:
+            if pid in self.roots:
+                return self.roots[pid]
+            if pid == self.runner_pid and pid != p.pid:
                 return "floor"
             seen.add(pid)
             parent = procs.get(pid)

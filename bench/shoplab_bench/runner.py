@@ -159,43 +159,77 @@ def environment(plan: dict) -> dict:
     }
 
 
+class Running:
+    """What a run started (the floor, nginx baselines) and must stop, whatever happens."""
+
+    def __init__(self) -> None:
+        self.floor = None
+        self.nginxes: list = []
+
+    def stop(self) -> None:
+        for handle in self.nginxes:
+            handle.stop()
+        if self.floor:
+            self.floor.stop()
+
+
+def start_targets(plan: dict, running: Running, classifier: cpu.Classifier, report: dict, log) -> list[dict]:
+    targets = []
+    if plan.get("floor", {}).get("enabled", True):
+        from shoplab_bench.floor import start_floor
+
+        log("starting the loopback floor (redis, postgres, registry, 2 product, 2 order, gateway, nginx)")
+        running.floor = start_floor(
+            nginx=plan["floor"].get("nginx", True), workers=plan["floor"].get("workers", 2)
+        )
+        targets += floor_targets(running.floor, [])
+        if plan["floor"].get("only_gateway"):
+            targets = [t for t in targets if t["path"] == "gateway"]
+    targets += plan.get("targets", [])
+    for spec in plan.get("mode_nginx", []):
+        from shoplab_bench import modenginx
+
+        try:
+            guard_target(spec["target"])
+            log(f"starting nginx for {spec['target']['name']} on {spec['listen']}")
+            running.nginxes.append(modenginx.start(spec))
+            classifier.roots[running.nginxes[-1].popen.pid] = spec["target"]["mode"]
+            targets.append(spec["target"])
+        except (RuntimeError, guard.RouteRefused, subprocess.SubprocessError) as error:
+            log(f"no nginx baseline for {spec['target']['name']}: {error}")
+            report["skipped"].append({"target": spec["target"]["name"], "why": str(error)})
+    return targets
+
+
+def prepare(targets: list[dict], plan: dict, load: tools.Load, endpoints: list[str], log) -> None:
+    for target in targets:  # refuse before any load at all
+        guard_target(target)
+    for target in targets:
+        if target["path"] == "gateway" and "orders" in endpoints:
+            log(f"restocking through {target['name']}")
+            restock(target, load.products, plan.get("restock", 1_000_000))
+    for target in targets:
+        log(f"warming up {target['name']}")
+        warm_up(target, load, plan.get("warmup_s", 3), endpoints)
+
+
 def run_plan(plan: dict, out_dir: Path, log=print) -> dict:
     load = tools.Load(**plan.get("load", {}))
     endpoints = plan.get("endpoints", list(tools.ENDPOINTS))
-    floor = None
-    started = dt.datetime.now(dt.UTC)
+    running = Running()
     deadline = time.monotonic() + plan.get("max_seconds", 1200)
-    report: dict = {"started": started.isoformat(), "plan": plan, "cases": [], "skipped": []}
+    report: dict = {"started": dt.datetime.now(dt.UTC).isoformat(), "plan": plan, "cases": [], "skipped": []}
+    classifier = cpu.Classifier(
+        runner_pid=os.getpid(),
+        netns_cgroup=plan.get("classifier", {}).get("netns_cgroup"),
+        docker_ids=frozenset(plan.get("classifier", {}).get("docker_ids", [])),
+    )
     try:
-        targets = []
-        if plan.get("floor", {}).get("enabled", True):
-            from shoplab_bench.floor import start_floor
-
-            log("starting the loopback floor (redis, postgres, registry, 2 product, 2 order, gateway, nginx)")
-            floor = start_floor(
-                nginx=plan["floor"].get("nginx", True), workers=plan["floor"].get("workers", 2)
-            )
-            targets += floor_targets(floor, [])
-            if plan["floor"].get("only_gateway"):
-                targets = [t for t in targets if t["path"] == "gateway"]
-        targets += plan.get("targets", [])
+        targets = start_targets(plan, running, classifier, report, log)
         plan["targets"] = targets
         report["environment"] = environment(plan)
         by_name = {t["name"]: t for t in targets}
-        classifier = cpu.Classifier(
-            runner_pid=os.getpid(),
-            netns_cgroup=plan.get("classifier", {}).get("netns_cgroup"),
-            docker_ids=frozenset(plan.get("classifier", {}).get("docker_ids", [])),
-        )
-        for target in targets:  # refuse before any load at all
-            guard_target(target)
-        for target in targets:
-            if target["path"] == "gateway" and "orders" in endpoints:
-                log(f"restocking through {target['name']}")
-                restock(target, load.products, plan.get("restock", 1_000_000))
-        for target in targets:
-            log(f"warming up {target['name']}")
-            warm_up(target, load, plan.get("warmup_s", 3), endpoints)
+        prepare(targets, plan, load, endpoints, log)
         cases = build_cases(targets, endpoints, plan.get("ab_keepalive", [False, True]))
         for round_no in range(1, plan.get("rounds", 3) + 1):
             for case in cases:
@@ -209,14 +243,13 @@ def run_plan(plan: dict, out_dir: Path, log=print) -> dict:
                 log(f"r{round_no} {case['target']:<22} {case['endpoint']:<9} {case['tool']:<6} "
                     f"{res.get('rps', 0):9.1f} req/s  p99 {res.get('latency_ms', {}).get('p99', 0):7.1f} ms  "
                     f"non-2xx {res.get('non_2xx', '?')}  errors {res.get('errors', '?')}")  # fmt: skip
-        if plan.get("profile", {}).get("enabled") and floor:
+        if plan.get("profile", {}).get("enabled") and running.floor:
             from shoplab_bench.profile import profile_gateway
 
             log("profiling the loopback gateway with py-spy")
-            report["profile"] = profile_gateway(floor, load, plan["profile"].get("seconds", 6))
+            report["profile"] = profile_gateway(running.floor, load, plan["profile"].get("seconds", 6))
     finally:
-        if floor:
-            floor.stop()
+        running.stop()
         report["finished"] = dt.datetime.now(dt.UTC).isoformat()
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
