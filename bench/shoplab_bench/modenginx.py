@@ -53,7 +53,7 @@ def add_rules(spec: dict) -> None:
     _sh([*ipt, "-N", chain])  # exists already after an interrupted run: fine, flushed next
     _sh([*ipt, "-F", chain])
     for rule in fw["rules"]:
-        done = _sh([*ipt, "-A", chain, *rule])
+        done = _sh([*ipt, "-A", chain, *map(str, rule)])
         if done.returncode:
             raise RuntimeError(f"iptables -A {chain} {' '.join(rule)}: {done.stderr.strip()}")
     if _sh([*ipt, "-C", "OUTPUT", "-j", chain]).returncode:
