@@ -102,8 +102,9 @@ def design_doc_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def why(rows: list[dict]) -> list[str]:
+def why(rows: list[dict], notes: dict | None = None) -> list[str]:
     out = []
+    limits = {k: float(v) for k, v in ((notes or {}).get("docker_cpu_limits") or {}).items() if float(v) > 0}
 
     def say(text: str) -> None:
         out.append(f"- {text}")
@@ -158,6 +159,19 @@ def why(rows: list[dict]) -> list[str]:
             "is the Compose CPU limits (see the roles' settings), where logs go (journald vs dockerd's "
             "json-file) and the extra iptables/NAT rules Docker installs."
         )
+    docker_gw = find(rows, "docker", "gateway", "products")
+    if limits and docker_gw:
+        used = docker_gw["cpu_percent"].get("gateway")
+        caps = ", ".join(f"{k} {v:g}" for k, v in limits.items())
+        say(
+            f"**Docker CPU limits**: the Compose file caps containers at {caps} CPU; the docker gateway used"
+            f" {used if used is not None else '?'} % of one core during GET /api/products"
+            + (
+                " - it ran into its cap, so docker mode measures the limit, not the network path."
+                if used is not None and "gateway" in limits and used >= 90 * limits["gateway"]
+                else "."
+            )
+        )
     for mode in ("floor", "netns", "docker"):
         cached = find(rows, mode, "gateway", "products")
         orders = find(rows, mode, "gateway", "orders")
@@ -211,7 +225,7 @@ def render_markdown(report: dict) -> str:
              _row(["---"] * 3)]  # fmt: skip
     lines += [f"| {c['target']} | {c['measured']} | {'yes' if c['met'] else '**no**'} |" for c in checks]
     lines += ["", "## The design document's table, with ours beside it", "", *design_doc_table(rows), "",
-              "## Why (computed from the numbers above)", "", *why(rows), "",
+              "## Why (computed from the numbers above)", "", *why(rows, plan.get("notes")), "",
               "## Every case", "", *case_table(rows),
               "## Profile of the gateway", "", *profile_lines(report), "",
               "## Tools and command lines", ""]  # fmt: skip
