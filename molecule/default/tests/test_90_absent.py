@@ -80,6 +80,7 @@ def test_no_files_left(lab, removed):
         "/var/lib/shoplab",
         "/usr/local/sbin/shoplab-netns",
         "/usr/local/sbin/shoplab-firewall",
+        "/run/shoplab",
     ):
         assert not lab.host.file(path).exists, path
     assert not lab.host.user("shoplab").exists
