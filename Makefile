@@ -69,3 +69,12 @@ bench: venv ## Benchmark loopback, netns and docker, interleaved (QUICK=1: the <
 test-bench: venv ## The benchmark harness once, quick (a smoke test: no speed is asserted)
 	ansible-playbook playbooks/bench.yml -e bench_quick=true
 .PHONY: test-bench
+
+# Operating the lab (README "Operating the lab"): each takes MODE=netns|docker.
+.PHONY: backup restore scale capture status diagram
+backup: venv ## Back up the lab's database to backups/<MODE>/: make backup MODE=…
+	ansible-playbook playbooks/backup.yml -e mode=$(MODE)
+
+restore: venv ## Restore a backup, verified: make restore MODE=… [FILE=backups/<MODE>/….dump, default the newest]
+	ansible-playbook playbooks/restore.yml -e mode=$(MODE) \
+	  -e backup_file=$(abspath $(or $(FILE),$(lastword $(sort $(wildcard backups/$(MODE)/shoplab-$(MODE)-*.dump))),missing-backup-file))
