@@ -17,9 +17,31 @@ def py_spy() -> str | None:
     return str(here) if here.exists() else shutil.which("py-spy")
 
 
+# Where a frame's file puts it (first match wins); `plumbing` frames are left out of the inclusive table.
+AREAS = (
+    ("shoplab/core/logs", "logging (our JSON request log)"),
+    ("logging/", "logging (our JSON request log)"),
+    ("json/", "JSON encoding (log lines)"),
+    ("shoplab/gateway", "our proxy (upstream client, balancer)"),
+    ("shoplab/", "other shoplab code"),
+    ("gunicorn/http", "gunicorn HTTP parsing and writing"),
+    ("gunicorn/", "gunicorn gthread worker (accept, queue, keep-alive)"),
+    ("concurrent/futures", "thread pool hand-off"),
+    ("threading", "thread pool hand-off"),
+    ("selectors", "event loop (selectors)"),
+    ("socket", "socket I/O"),
+)
+PLUMBING = ("threading", "concurrent/futures", "runpy", "gunicorn/arbiter", "gunicorn/app",
+            "gunicorn/workers/base", "shoplab/serve", "<frozen")  # fmt: skip
+
+
+def area(frame: str) -> str:
+    return next((name for key, name in AREAS if f"({key}" in frame), "other")
+
+
 def summarize(collapsed: str, top: int = 15) -> dict:
     """Top frames by self samples and by inclusive samples from py-spy's `raw` (collapsed) output."""
-    own, inclusive, total = Counter(), Counter(), 0
+    own, inclusive, areas, total = Counter(), Counter(), Counter(), 0
     for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
@@ -32,14 +54,16 @@ def summarize(collapsed: str, top: int = 15) -> dict:
         if not frames:
             continue
         own[frames[-1]] += n
+        areas[area(frames[-1])] += n
         for frame in set(frames):
-            inclusive[frame] += n
+            if not any(f"({p}" in frame for p in PLUMBING):
+                inclusive[frame] += n
 
     def table(counter: Counter) -> list[dict]:
         return [{"frame": f, "samples": n, "percent": round(100 * n / max(1, total), 1)}
                 for f, n in counter.most_common(top)]  # fmt: skip
 
-    return {"samples": total, "self": table(own), "inclusive": table(inclusive)}
+    return {"samples": total, "self": table(own), "inclusive": table(inclusive), "areas": table(areas)}
 
 
 def profile_gateway(floor, load: tools.Load, seconds: int) -> dict:

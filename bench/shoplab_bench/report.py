@@ -207,6 +207,9 @@ def profile_lines(report: dict) -> list[str]:
              _row(["---"] * 5)]  # fmt: skip
     for own, inc in zip(prof["self"], prof["inclusive"], strict=False):
         lines.append(f"| `{own['frame']}` | {own['percent']} | | `{inc['frame']}` | {inc['percent']} |")
+    if prof.get("areas"):
+        lines += ["", "Where the gateway's CPU goes (own samples by area): "
+                  + "; ".join(f"{a['frame']} {a['percent']} %" for a in prof["areas"]) + "."]  # fmt: skip
     return lines
 
 

@@ -93,3 +93,25 @@ def test_chart_is_a_png(sample, tmp_path):
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert chart.stat().st_size > 10_000
     assert (tmp_path / "report.md").read_text().startswith("# Shoplab benchmark")
+
+
+def test_profile_summary_by_area():
+    from shoplab_bench.profile import summarize
+
+    collapsed = (
+        "process 1;Thread.run (threading.py:10);handle (gunicorn/workers/gthread.py:5);"
+        "log_request (shoplab/core/logs.py:20) 30\n"
+        "process 1;Thread.run (threading.py:10);handle (gunicorn/workers/gthread.py:5);"
+        "_read_head (shoplab/gateway/upstream.py:40) 70\n"
+    )
+    prof = summarize(collapsed)
+    assert prof["samples"] == 100
+    assert prof["self"][0] == {
+        "frame": "_read_head (shoplab/gateway/upstream.py)",
+        "samples": 70,
+        "percent": 70.0,
+    }
+    areas = {a["frame"]: a["percent"] for a in prof["areas"]}
+    assert areas == {"our proxy (upstream client, balancer)": 70.0, "logging (our JSON request log)": 30.0}
+    # Thread plumbing is in every stack: left out of the inclusive table.
+    assert all("threading.py" not in f["frame"] for f in prof["inclusive"])
