@@ -49,7 +49,12 @@ def floor_targets(floor, lab_prefix: list[str]) -> list[dict]:
     return targets
 
 
-def build_cases(targets: list[dict], endpoints: list[str], ab_keepalive: list[bool]) -> list[dict]:
+def build_cases(
+    targets: list[dict],
+    endpoints: list[str],
+    ab_keepalive: list[bool],
+    hey_endpoints: tuple = ("products", "product"),
+) -> list[dict]:
     """One round's cases, grouped by endpoint so that every mode's same case runs side by side."""
     cases = []
     for endpoint in endpoints:
@@ -59,7 +64,7 @@ def build_cases(targets: list[dict], endpoints: list[str], ab_keepalive: list[bo
             for tool in target["tools"]:
                 if tool == "wrk":
                     cases.append({"target": target["name"], "endpoint": endpoint, "tool": "wrk"})
-                elif tool == "hey" and endpoint != "orders":
+                elif tool == "hey" and endpoint in hey_endpoints and endpoint != "orders":
                     cases.append({"target": target["name"], "endpoint": endpoint, "tool": "hey"})
                 elif tool == "ab" and endpoint == "products":
                     for keep in ab_keepalive:
@@ -230,7 +235,12 @@ def run_plan(plan: dict, out_dir: Path, log=print) -> dict:
         report["environment"] = environment(plan)
         by_name = {t["name"]: t for t in targets}
         prepare(targets, plan, load, endpoints, log)
-        cases = build_cases(targets, endpoints, plan.get("ab_keepalive", [False, True]))
+        cases = build_cases(
+            targets,
+            endpoints,
+            plan.get("ab_keepalive", [False, True]),
+            tuple(plan.get("hey_endpoints", ["products"])),
+        )
         for round_no in range(1, plan.get("rounds", 3) + 1):
             for case in cases:
                 if time.monotonic() > deadline:
