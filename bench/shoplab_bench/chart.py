@@ -43,6 +43,10 @@ def render_chart(rows: list[dict], path: Path) -> Path | None:
             for label in ax.get_xticklabels():
                 label.set_horizontalalignment("right")
             ax.grid(axis="y", alpha=0.3)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=c, label=m) for m, c in colors.items() if any(r["mode"] == m for r in wrk)]
+    fig.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=9)
     fig.suptitle("Shoplab: same services on loopback, in namespaces and in Docker (dashed: targets)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -213,6 +213,19 @@ def profile_lines(report: dict) -> list[str]:
     return lines
 
 
+def targets_table(plan: dict, skipped: list[dict]) -> list[str]:
+    lines = [
+        _row(["target", "GET /api/products… at", "POST /api/orders at", "load sent from"]),
+        _row(["---"] * 4),
+    ]
+    for t in plan.get("targets", []):
+        where = shlex.join(t.get("prefix", [])) or "this host"
+        lines.append(_row([t["name"], t["products_url"], t["orders_url"], f"`{where}`"]))
+    for miss in [s for s in skipped if "endpoint" not in s]:
+        lines.append(_row([miss["target"], "not measured", miss["why"], ""]))
+    return lines
+
+
 def render_markdown(report: dict) -> str:
     rows = aggregate(report["cases"])
     env = report.get("environment", {})
@@ -229,6 +242,7 @@ def render_markdown(report: dict) -> str:
     lines += [f"| {c['target']} | {c['measured']} | {'yes' if c['met'] else '**no**'} |" for c in checks]
     lines += ["", "## The design document's table, with ours beside it", "", *design_doc_table(rows), "",
               "## Why (computed from the numbers above)", "", *why(rows, plan.get("notes")), "",
+              "## Targets measured", "", *targets_table(plan, report.get("skipped", [])), "",
               "## Every case", "", *case_table(rows),
               "## Profile of the gateway", "", *profile_lines(report), "",
               "## Tools and command lines", ""]  # fmt: skip
