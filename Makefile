@@ -78,3 +78,6 @@ backup: venv ## Back up the lab's database to backups/<MODE>/: make backup MODE=
 restore: venv ## Restore a backup, verified: make restore MODE=… [FILE=backups/<MODE>/….dump, default the newest]
 	ansible-playbook playbooks/restore.yml -e mode=$(MODE) \
 	  -e backup_file=$(abspath $(or $(FILE),$(lastword $(sort $(wildcard backups/$(MODE)/shoplab-$(MODE)-*.dump))),missing-backup-file))
+
+status: venv ## One report of the running lab and what is wrong with it: make status MODE=…
+	ansible-playbook playbooks/status.yml -e mode=$(MODE)

@@ -38,9 +38,15 @@ def tail(result: subprocess.CompletedProcess) -> str:
 
 def service_container(service: str) -> str:
     ids = docker(
-        "ps", "-q", "--filter", f"label=com.docker.compose.project={PROJECT}",
-        "--filter", f"label=org.shoplab.service={service}", "--filter", "status=running",
-    ).split()  # fmt: skip
+        "ps",
+        "-q",
+        "--filter",
+        f"label=com.docker.compose.project={PROJECT}",
+        "--filter",
+        f"label=org.shoplab.service={service}",
+        "--filter",
+        "status=running",
+    ).split()
     assert ids, f"no running {service} container"
     return ids[0]
 
