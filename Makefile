@@ -7,8 +7,6 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
-# The topology filters (ansible.cfg has no filter_plugins path; molecule sets the same variable).
-export ANSIBLE_FILTER_PLUGINS := $(CURDIR)/plugins/filter
 
 .PHONY: help venv wheelhouse lint docs test test-unit test-services test-netns test-docker up down run-local bench clean
 
