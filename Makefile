@@ -79,3 +79,6 @@ restore: venv ## Restore a backup, verified: make restore MODE=… [FILE=backups
 
 status: venv ## One report of the running lab and what is wrong with it: make status MODE=…
 	ansible-playbook playbooks/status.yml -e mode=$(MODE)
+
+scale: venv ## Scale in place: make scale MODE=… PRODUCTS=N [ORDERS=M]
+	ansible-playbook playbooks/scale.yml -e mode=$(MODE) $(if $(PRODUCTS),-e product_instances=$(PRODUCTS)) $(if $(ORDERS),-e order_instances=$(ORDERS))

@@ -56,3 +56,51 @@ def digest(db: str = "shoplab", user: str = "shoplab") -> dict[str, str]:
     psql = ["psql", "-U", user, "-d", db, "-X", "-tA", "-F", "|", "-c", DIGEST_SQL]
     out = docker("exec", service_container("postgres"), *psql)
     return {line.split("|", 1)[0]: line.split("|", 1)[1] for line in out.splitlines() if line}
+
+
+class RequestLoop:
+    """GET the gateway on loopback from a few threads until stopped (bounded), recording failures and
+    which instance answered (X-Upstream-Instance) when."""
+
+    def __init__(self, url: str, threads: int = 2, pause: float = 0.02, limit: int = 4000):
+        import threading
+
+        self.url, self.pause, self.limit = url, pause, limit
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.sent = 0
+        self.failures: list[str] = []
+        self.upstreams: list[tuple[float, str]] = []
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        import time
+
+        import requests
+
+        session = requests.Session()
+        while not self.stop.is_set():
+            with self.lock:
+                if self.sent >= self.limit:
+                    return
+                self.sent += 1
+            try:
+                response = session.get(self.url, timeout=10)
+                with self.lock:
+                    if response.status_code != 200:
+                        self.failures.append(f"{response.status_code} {response.text[:200]}")
+                    self.upstreams.append((time.monotonic(), response.headers.get("X-Upstream-Instance", "")))
+            except requests.RequestException as error:
+                with self.lock:
+                    self.failures.append(repr(error))
+            time.sleep(self.pause)
+
+    def __enter__(self) -> RequestLoop:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
