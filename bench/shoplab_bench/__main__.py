@@ -31,7 +31,14 @@ def main(argv: list[str] | None = None) -> int:
         from shoplab_bench.runner import run_plan
 
         plan = json.loads(args.plan.read_text())
-        report = run_plan(plan, args.out_dir, log=lambda m: print(m, flush=True))
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(args.out_dir / "run.log", "a", buffering=1) as progress:
+
+            def log(message: str) -> None:
+                print(message, flush=True)
+                progress.write(message + "\n")
+
+            report = run_plan(plan, args.out_dir, log=log)
         paths = render_all(report, args.out_dir)
     else:
         paths = render_all(json.loads(args.report.read_text()), args.report.parent)
