@@ -17,7 +17,7 @@ def render_chart(rows: list[dict], path: Path) -> Path | None:
     endpoints = [e for e in DESIGN_KEYS if any(r["endpoint"] == e for r in wrk)]
     if not endpoints:
         return None
-    fig, axes = plt.subplots(2, len(endpoints), figsize=(5.2 * len(endpoints), 8), squeeze=False)
+    fig, axes = plt.subplots(2, len(endpoints), figsize=(max(8.0, 5.4 * len(endpoints)), 8.5), squeeze=False)
     colors = {"floor": "#7f7f7f", "netns": "#1f77b4", "docker": "#d62728"}
     for col, endpoint in enumerate(endpoints):
         picked = [r for r in wrk if r["endpoint"] == endpoint]
@@ -46,9 +46,10 @@ def render_chart(rows: list[dict], path: Path) -> Path | None:
     from matplotlib.patches import Patch
 
     handles = [Patch(color=c, label=m) for m, c in colors.items() if any(r["mode"] == m for r in wrk)]
-    fig.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=9)
-    fig.suptitle("Shoplab: same services on loopback, in namespaces and in Docker (dashed: targets)")
-    fig.tight_layout()
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.955), ncol=max(1, len(handles)),
+               fontsize=9, frameon=False)  # fmt: skip
+    fig.suptitle("Shoplab: the same services on loopback, in namespaces, in Docker (dashed: targets)", y=0.99)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
