@@ -242,7 +242,7 @@ def render_markdown(report: dict) -> str:
     lines += [f"| {c['target']} | {c['measured']} | {'yes' if c['met'] else '**no**'} |" for c in checks]
     load = env.get("loadavg_start") or []
     if load and env.get("cpus") and float(load[0]) > env["cpus"]:
-        lines += ["", f"**Busy machine**: the load average was {load[0]} on {env['cpus']} CPUs when the run started "
+        lines += ["", f"**Busy machine**: the load average was {load[0]} on {env['cpus']} CPUs at the start "
                   "(other jobs were running): every figure here is a lower bound. Measure again on a quiet "
                   "machine before comparing with the targets."]  # fmt: skip
     lines += ["", "## The design document's table, with ours beside it", "", *design_doc_table(rows), "",
