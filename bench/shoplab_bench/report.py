@@ -102,33 +102,39 @@ def design_doc_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def why(rows: list[dict], notes: dict | None = None) -> list[str]:
-    out = []
-    limits = {k: float(v) for k, v in ((notes or {}).get("docker_cpu_limits") or {}).items() if float(v) > 0}
+def _p50(row: dict | None) -> float | None:
+    return row["latency_ms"]["p50"]["median"] if row and row["latency_ms"]["p50"] else None
 
-    def say(text: str) -> None:
-        out.append(f"- {text}")
 
+def _why_gateway(rows: list[dict], say) -> None:
     for mode in ("floor", "netns", "docker"):
         gw, direct = find(rows, mode, "gateway", "products"), find(rows, mode, "direct", "products")
         r = ratio(median_rps(gw), median_rps(direct))
         if r is not None:
-            gw_cpu = cpu_ms_per_request(gw, "gateway")
-            prod_cpu = cpu_ms_per_request(direct, "product")
+            gw_cpu, prod_cpu = cpu_ms_per_request(gw, "gateway"), cpu_ms_per_request(direct, "product")
             say(f"**Gateway hop ({mode})**: overhead 1 - gw/direct = {_pct(1 - r)} of the throughput of one "
                 f"product instance reached directly ({median_rps(gw):,.0f} vs {median_rps(direct):,.0f} req/s"
                 + (f"; the gateway burns {gw_cpu:.2f} ms CPU per request" if gw_cpu else "")
                 + (f", a product instance {prod_cpu:.2f} ms" if prod_cpu else "") + ").")  # fmt: skip
+        g, d = (
+            _p50(find(rows, mode, "gateway", "products", "hey")),
+            _p50(find(rows, mode, "direct", "products", "hey")),
+        )
+        if g is not None and d is not None:
+            say(
+                f"**Latency of the gateway hop ({mode})**: at a fixed rate below saturation (hey), "
+                f"p50 {g:.2f} ms through the gateway vs {d:.2f} ms direct: {g - d:+.2f} ms per request."
+            )
         ng = find(rows, mode, "nginx", "products")
         r = ratio(median_rps(gw), median_rps(ng))
         if r is not None:
             ng_cpu = cpu_ms_per_request(ng, "nginx")
-            say(
-                f"**nginx instead of our gateway ({mode})**: ours reaches {r:.2f}x nginx's throughput "
-                f"over the same instances"
-                + (f"; nginx needs {ng_cpu:.2f} ms CPU per request" if ng_cpu else "")
-                + "."
-            )
+            cost = f"; nginx needs {ng_cpu:.2f} ms CPU per request" if ng_cpu else ""
+            say(f"**nginx instead of our gateway ({mode})**: ours reaches {r:.2f}x nginx's throughput "
+                f"over the same instances{cost}.")  # fmt: skip
+
+
+def _why_docker(rows: list[dict], notes: dict | None, say) -> None:
     pub, nat = find(rows, "docker", "published", "products"), find(rows, "docker", "gateway", "products")
     r = ratio(median_rps(pub), median_rps(nat))
     if r is not None:
@@ -139,50 +145,61 @@ def why(rows: list[dict], notes: dict | None = None) -> list[str]:
             + (f" and {proxy_cpu:.2f} ms CPU per request in docker-proxy" if proxy_cpu else "")
             + "."
         )
-    for mode in ("netns", "docker"):
-        r = ratio(
-            median_rps(find(rows, mode, "gateway", "products")),
-            median_rps(find(rows, "floor", "gateway", "products")),
+    p = _p50(find(rows, "docker", "published", "products", "hey"))
+    n = _p50(find(rows, "docker", "gateway", "products", "hey"))
+    if p is not None and n is not None:
+        say(
+            f"**Latency of docker-proxy**: p50 {p:.2f} ms through the published port vs {n:.2f} ms to the "
+            f"container address at the same fixed rate: {p - n:+.2f} ms per request."
         )
+    for mode in ("netns", "docker"):
+        r = ratio(median_rps(find(rows, mode, "gateway", "products")),
+                  median_rps(find(rows, "floor", "gateway", "products")))  # fmt: skip
         if r is not None:
             say(
                 f"**{mode} vs loopback**: the same gateway in {mode} serves {r:.2f}x what it serves on "
                 "loopback (veth + bridge + routing + conntrack/iptables vs lo; and the lab's logging path)."
             )
-    r = ratio(
-        median_rps(find(rows, "docker", "gateway", "products")),
-        median_rps(find(rows, "netns", "gateway", "products")),
-    )
+    r = ratio(median_rps(nat), median_rps(find(rows, "netns", "gateway", "products")))
     if r is not None:
         say(
             f"**docker vs netns (no userland proxy)**: {r:.2f}x. Both are veth + Linux bridge; what differs "
             "is the Compose CPU limits (see the roles' settings), where logs go (journald vs dockerd's "
             "json-file) and the extra iptables/NAT rules Docker installs."
         )
-    docker_gw = find(rows, "docker", "gateway", "products")
-    if limits and docker_gw:
-        used = docker_gw["cpu_percent"].get("gateway")
+    limits = {k: float(v) for k, v in ((notes or {}).get("docker_cpu_limits") or {}).items() if float(v) > 0}
+    if limits and nat:
+        used = nat["cpu_percent"].get("gateway")
         caps = ", ".join(f"{k} {v:g}" for k, v in limits.items())
-        say(
-            f"**Docker CPU limits**: the Compose file caps containers at {caps} CPU; the docker gateway used"
+        capped = used is not None and "gateway" in limits and used >= 90 * limits["gateway"]
+        say(f"**Docker CPU limits**: the Compose file caps containers at {caps} CPU; the docker gateway used"
             f" {used if used is not None else '?'} % of one core during GET /api/products"
-            + (
-                " - it ran into its cap, so docker mode measures the limit, not the network path."
-                if used is not None and "gateway" in limits and used >= 90 * limits["gateway"]
-                else "."
-            )
-        )
+            + (" - it ran into its cap, so docker mode measures the limit, not the network path." if capped
+               else "."))  # fmt: skip
+
+
+def _why_caching(rows: list[dict], say) -> None:
     for mode in ("floor", "netns", "docker"):
-        cached = find(rows, mode, "gateway", "products")
-        orders = find(rows, mode, "gateway", "orders")
+        cached, orders = find(rows, mode, "gateway", "products"), find(rows, mode, "gateway", "orders")
         r = ratio(median_rps(cached), median_rps(orders))
-        if r is not None:
-            say(f"**Caching ({mode})**: a cached GET (Redis hit answered before Flask) is {r:.1f}x the rate "
-                "of an order (one PostgreSQL transaction, then a cache invalidation)"
-                + (f"; Redis {cpu_ms_per_request(cached, 'redis'):.3f} ms CPU per cached GET"
-                   if cpu_ms_per_request(cached, "redis") is not None else "")
-                + (f", PostgreSQL {cpu_ms_per_request(orders, 'postgres'):.2f} ms per order"
-                   if cpu_ms_per_request(orders, "postgres") is not None else "") + ".")  # fmt: skip
+        if r is None:
+            continue
+        redis, pg = cpu_ms_per_request(cached, "redis"), cpu_ms_per_request(orders, "postgres")
+        say(f"**Caching ({mode})**: a cached GET (Redis hit answered before Flask) is {r:.1f}x the rate of "
+            "an order (one PostgreSQL transaction, then a cache invalidation)"
+            + (f"; Redis {redis:.3f} ms CPU per cached GET" if redis is not None else "")
+            + (f", PostgreSQL {pg:.2f} ms per order" if pg is not None else "") + ".")  # fmt: skip
+
+
+def why(rows: list[dict], notes: dict | None = None) -> list[str]:
+    out: list[str] = []
+
+    def say(text: str) -> None:
+        out.append(f"- {text}")
+
+    _why_gateway(rows, say)
+    _why_docker(rows, notes, say)
+    _why_caching(rows, say)
     if not out:
         out.append("- Not enough cases ran to compare paths (a QUICK run measures only a few).")
     out.append(

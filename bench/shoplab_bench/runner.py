@@ -41,7 +41,7 @@ def floor_targets(floor, lab_prefix: list[str]) -> list[dict]:
         {**base, "name": "floor-gateway", "path": "gateway", "products_url": floor.gateway,
          "orders_url": floor.gateway, "tools": ["wrk", "hey", "ab"]},
         {**base, "name": "floor-direct", "path": "direct", "products_url": floor.product,
-         "orders_url": floor.order, "tools": ["wrk"]},
+         "orders_url": floor.order, "tools": ["wrk", "hey"]},
     ]  # fmt: skip
     if floor.nginx_url:
         targets.append({**base, "name": "floor-nginx", "path": "nginx", "products_url": floor.nginx_url,
