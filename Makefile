@@ -82,3 +82,6 @@ status: venv ## One report of the running lab and what is wrong with it: make st
 
 scale: venv ## Scale in place: make scale MODE=… PRODUCTS=N [ORDERS=M]
 	ansible-playbook playbooks/scale.yml -e mode=$(MODE) $(if $(PRODUCTS),-e product_instances=$(PRODUCTS)) $(if $(ORDERS),-e order_instances=$(ORDERS))
+
+capture: venv ## Bounded capture with a per-flow summary (captures/<MODE>/): make capture MODE=… [SECONDS=10]
+	ansible-playbook playbooks/capture.yml -e mode=$(MODE) $(if $(SECONDS),-e lab_capture_seconds=$(SECONDS))

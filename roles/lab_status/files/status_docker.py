@@ -9,6 +9,7 @@ inside its own container (127.0.0.1).
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import subprocess
 import sys
@@ -100,6 +101,11 @@ def main() -> None:  # noqa: PLR0912, PLR0915 (one linear report)
             "subnet": subnet,
             "bridge": bridge,
             "internal": net["Internal"],
+            # Compose leaves Gateway out when it sets only the subnet: Docker then takes the first address.
+            "gateway": ", ".join(
+                c.get("Gateway") or str(next(ipaddress.ip_network(c["Subnet"]).hosts()))
+                for c in net["IPAM"]["Config"]
+            ),
             "containers": [{"name": n, "address": a} for n, a in members],
         }
         lines.append(
