@@ -28,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     from shoplab_bench.report import render_all
 
     if args.command == "run":
+        import signal
+
+        # `timeout` (and Ctrl-C) must still stop the floor and the nginx baselines and remove the chain.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         from shoplab_bench.runner import run_plan
 
         plan = json.loads(args.plan.read_text())
