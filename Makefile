@@ -85,3 +85,6 @@ scale: venv ## Scale in place: make scale MODE=… PRODUCTS=N [ORDERS=M]
 
 capture: venv ## Bounded capture with a per-flow summary (captures/<MODE>/): make capture MODE=… [SECONDS=10]
 	ansible-playbook playbooks/capture.yml -e mode=$(MODE) $(if $(SECONDS),-e lab_capture_seconds=$(SECONDS))
+
+diagram: venv ## Draw the running lab (docs/images/topology-<MODE>.svg/.png) and list differences from the data
+	ansible-playbook playbooks/diagram.yml -e mode=$(MODE)

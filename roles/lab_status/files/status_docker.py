@@ -130,6 +130,7 @@ def main() -> None:  # noqa: PLR0912, PLR0915 (one linear report)
         nets = {n: s["IPAddress"] for n, s in c["NetworkSettings"]["Networks"].items()}
         entry = {
             "service": service,
+            "tier": c["Config"]["Labels"].get("org.shoplab.tier", ""),
             "hostname": c["Config"]["Hostname"],
             "status": st["Status"],
             "health": health,

@@ -159,6 +159,7 @@ def main() -> None:  # noqa: PLR0912, PLR0915 (one linear report)
                         "to": match.group(2),
                         "packets": int(fields[0]),
                         "bytes": int(fields[1]),
+                        "port": int(m.group(1)) if (m := re.search(r"dpt:(\d+)", line)) else 0,
                     }
                 )
     rc, nat = run("iptables", "-w", "-t", "nat", "-S")
