@@ -253,8 +253,9 @@ def render_markdown(report: dict) -> str:
              f"{' '.join(env.get('loadavg_start', []))}; commit `{env.get('commit', '')[:12]}`"
              f"{' (with local changes)' if env.get('commit_dirty') else ''}. {env.get('note', '')}",
              f"Rounds: {plan.get('rounds')} (cases interleaved A B C ... A B C ...); medians [min-max] over "
-             "rounds. `machine_busy` in report.json: the share of all CPUs busy during each case (other jobs "
-             "included).", "", "## Targets (reported, not asserted)", "", _row(["target", "measured", "met"]),
+             "rounds (over the rounds without non-2xx or socket errors when there are any). `machine_busy` "
+             "in report.json: the share of all CPUs busy during each case (other jobs included).", "",
+             "## Targets (reported, not asserted)", "", _row(["target", "measured", "met"]),
              _row(["---"] * 3)]  # fmt: skip
     lines += [f"| {c['target']} | {c['measured']} | {'yes' if c['met'] else '**no**'} |" for c in checks]
     load = env.get("loadavg_start") or []

@@ -26,7 +26,11 @@ def aggregate(cases: list[dict]) -> list[dict]:
         groups[(case["target"], case["endpoint"], case["tool"])].append(case)
     rows = []
     for (target, endpoint, tool), runs in groups.items():
-        results = [r["result"] for r in runs if r.get("result")]
+        answered = [r["result"] for r in runs if r.get("result")]
+        # A run that answered errors (502s come back fast) measures the failure, not the path: speed and
+        # latency come from the clean runs only; failures are still counted below.
+        clean = [r for r in answered if not r["non_2xx"] and not r["errors"]]
+        results = clean or answered
         cpu_groups: dict[str, list[float]] = defaultdict(list)
         for run in runs:
             res = run.get("result") or {}
@@ -46,9 +50,10 @@ def aggregate(cases: list[dict]) -> list[dict]:
             "tool": tool, "runs": len(runs), "failed_runs": sum(1 for r in runs if not r.get("ok")),
             "rps": _stats([r["rps"] for r in results]),
             "latency_ms": latency,
-            "requests": sum(r["requests"] for r in results),
-            "non_2xx": sum(r["non_2xx"] for r in results),
-            "errors": sum(r["errors"] for r in results),
+            "clean_runs": len(clean),
+            "requests": sum(r["requests"] for r in answered),
+            "non_2xx": sum(r["non_2xx"] for r in answered),
+            "errors": sum(r["errors"] for r in answered),
             "cpu_percent": {k: round(statistics.median(v), 1) for k, v in sorted(cpu_groups.items())},
             "machine_busy": _stats([r.get("machine_busy") for r in runs]),
             "command": runs[0]["command"],
