@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv wheelhouse lint docs test test-unit test-services test-netns test-docker up down run-local bench clean
+.PHONY: help venv wheelhouse lint docs test test-unit test-services test-bench test-netns test-docker up down run-local bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -47,7 +47,7 @@ test-netns: venv ## molecule test: mode=netns in a systemd lab-host container
 test-docker: venv ## molecule test -s docker: mode=docker on this host's Docker engine
 	molecule test -s docker
 
-test: lint test-unit test-services test-netns test-docker ## Every lint and every test
+test: lint test-unit test-services test-bench test-netns test-docker ## Every lint and every test
 
 up: venv ## Run the lab: make up MODE=netns|docker
 	ansible-playbook site.yml -e mode=$(MODE)
@@ -66,7 +66,6 @@ bench: venv ## Benchmark loopback, netns and docker, interleaved (QUICK=1: the <
 
 test-bench: venv ## The benchmark harness once, quick (a smoke test: no speed is asserted)
 	ansible-playbook playbooks/bench.yml -e bench_quick=true
-.PHONY: test-bench
 
 # Operating the lab (README "Operating the lab"): each takes MODE=netns|docker.
 .PHONY: backup restore scale capture status diagram

@@ -1,69 +1,66 @@
-"""The netns nginx baseline's temporary firewall allowance: a chain of its own, jumped to, removed after."""
+"""The netns nginx baseline's temporary firewall allowance: a chain of its own, jumped to, removed after.
+
+Real iptables, in a throwaway network namespace of the test's own: each namespace has its own tables,
+so the host's rules are never touched.
+"""
 
 from __future__ import annotations
 
-import os
-import stat
+import subprocess
+import uuid
 
+import pytest
 from shoplab_bench import modenginx
 
-FAKE_IPTABLES = """#!/bin/sh
-# Records every call; `-C OUTPUT` answers from a flag file that -I sets and -D clears.
-echo "$*" >> "$(dirname "$0")/calls"
-case "$*" in
-  "-w -C OUTPUT -j BENCH-OUTPUT") [ -e "$(dirname "$0")/jumped" ] ;;
-  "-w -I OUTPUT 1 -j BENCH-OUTPUT") touch "$(dirname "$0")/jumped" ;;
-  "-w -D OUTPUT -j BENCH-OUTPUT") rm -f "$(dirname "$0")/jumped" ;;
-  *) exit 0 ;;
-esac
-"""
+CHAIN = "BENCH-OUTPUT"
 
 
-def spec(tmp_path) -> dict:
-    fake = tmp_path / "iptables"
-    fake.write_text(FAKE_IPTABLES)
-    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    prefix = ["env", f"PATH={tmp_path}:{os.environ['PATH']}"]
+@pytest.fixture
+def netns():
+    name = f"shoplab-benchtest-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    yield ["ip", "netns", "exec", name]
+    subprocess.run(["ip", "netns", "delete", name], check=True)
+
+
+def spec(prefix: list[str]) -> dict:
     rule = ["-d", "172.20.0.10/32", "-o", "br-frontend", "-p", "tcp", "--dport", 3090, "-j", "ACCEPT"]
-    return {"firewall": {"prefix": prefix, "chain": "BENCH-OUTPUT", "rules": [rule]}}
+    return {"firewall": {"prefix": prefix, "chain": CHAIN, "rules": [rule]}}
 
 
-def calls(tmp_path) -> list[str]:
-    return (tmp_path / "calls").read_text().splitlines()
+def rules(prefix: list[str], chain: str | None = None) -> list[str]:
+    args = [*prefix, "iptables", "-w", "-S"] + ([chain] if chain else [])
+    return subprocess.run(args, capture_output=True, text=True, check=True).stdout.splitlines()
 
 
-def test_rules_go_into_our_chain_jumped_to_first(tmp_path):
-    modenginx.add_rules(spec(tmp_path))
-    assert calls(tmp_path) == [
-        "-w -N BENCH-OUTPUT",
-        "-w -F BENCH-OUTPUT",
-        "-w -A BENCH-OUTPUT -d 172.20.0.10/32 -o br-frontend -p tcp --dport 3090 -j ACCEPT",
-        "-w -C OUTPUT -j BENCH-OUTPUT",
-        "-w -I OUTPUT 1 -j BENCH-OUTPUT",
+def test_rules_go_into_our_chain_jumped_to_first(netns):
+    subprocess.run([*netns, "iptables", "-w", "-A", "OUTPUT", "-p", "udp", "-j", "ACCEPT"], check=True)
+    modenginx.add_rules(spec(netns))
+    assert rules(netns, CHAIN) == [
+        f"-N {CHAIN}",
+        f"-A {CHAIN} -d 172.20.0.10/32 -o br-frontend -p tcp -m tcp --dport 3090 -j ACCEPT",
     ]
+    output = rules(netns, "OUTPUT")
+    assert output[1] == f"-A OUTPUT -j {CHAIN}", output
 
 
-def test_adding_twice_jumps_once(tmp_path):
-    modenginx.add_rules(spec(tmp_path))
-    modenginx.add_rules(spec(tmp_path))
-    assert calls(tmp_path).count("-w -I OUTPUT 1 -j BENCH-OUTPUT") == 1
+def test_adding_twice_jumps_once_and_keeps_one_copy_of_each_rule(netns):
+    modenginx.add_rules(spec(netns))
+    modenginx.add_rules(spec(netns))
+    assert rules(netns, "OUTPUT").count(f"-A OUTPUT -j {CHAIN}") == 1
+    assert len(rules(netns, CHAIN)) == 2
 
 
-def test_removal_leaves_nothing(tmp_path):
-    modenginx.add_rules(spec(tmp_path))
-    (tmp_path / "calls").unlink()
-    modenginx.remove_rules(spec(tmp_path))
-    assert calls(tmp_path) == [
-        "-w -C OUTPUT -j BENCH-OUTPUT",
-        "-w -D OUTPUT -j BENCH-OUTPUT",
-        "-w -C OUTPUT -j BENCH-OUTPUT",
-        "-w -F BENCH-OUTPUT",
-        "-w -X BENCH-OUTPUT",
-    ]
-    assert not (tmp_path / "jumped").exists()
+def test_removal_leaves_nothing_and_keeps_other_rules(netns):
+    subprocess.run([*netns, "iptables", "-w", "-A", "OUTPUT", "-p", "udp", "-j", "ACCEPT"], check=True)
+    before = rules(netns)
+    modenginx.add_rules(spec(netns))
+    modenginx.remove_rules(spec(netns))
+    assert rules(netns) == before
 
 
-def test_no_firewall_no_calls(tmp_path):
+def test_no_firewall_no_chain(netns):
+    before = rules(netns)
     modenginx.add_rules({})
     modenginx.remove_rules({})
-    assert not (tmp_path / "calls").exists()
+    assert rules(netns) == before
