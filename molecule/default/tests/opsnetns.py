@@ -56,7 +56,7 @@ def container_name() -> str:
     return OPS_HOSTS[0].split("://", 1)[1]
 
 
-def start_request_loop(lab, count: int = 2000, path: str = "/api/products?per_page=5") -> tuple:
+def start_request_loop(lab, count: int = 20000, path: str = "/api/products?per_page=5") -> tuple:
     """GET the gateway from inside the lab host, `count` times at most (and 300 s at most), once the route
     to the gateway leaves via its bridge; each status code and upstream instance goes to stdout. It stops
     itself when its stop file appears (see stop_request_loop)."""
@@ -67,7 +67,7 @@ def start_request_loop(lab, count: int = 2000, path: str = "/api/products?per_pa
     loop = (
         f"i=0; while [ $i -lt {count} ] && [ ! -e {stop} ]; do i=$((i+1));"
         f" curl -s -o /dev/null -m 5 -w '%{{http_code}} %header{{x-upstream-instance}}\\n' {shlex.quote(url)}"
-        " || echo curl-failed; sleep 0.02; done"
+        " || echo curl-failed; sleep 0.05; done"
     )
     process = subprocess.Popen(
         ["docker", "exec", container_name(), "timeout", "300", "bash", "-c", loop],

@@ -1,0 +1,46 @@
+"""Scaling (playbooks/scale.yml) the netns lab in place under a request loop run inside the lab host:
+no request fails, the new instance answers, the removed one is gone (namespace, veth, unit), and a
+bad count is refused before anything changes."""
+
+from __future__ import annotations
+
+from opsnetns import OPS_HOSTS, playbook, start_request_loop, stop_request_loop, tail
+
+testinfra_hosts = OPS_HOSTS
+
+
+def scale_under_load(lab, count: int) -> list[str]:
+    loop = start_request_loop(lab)
+    try:
+        result = playbook("scale.yml", "-e", f"product_instances={count}")
+        # A few seconds more of requests after the change.
+        lab.check("sleep 3")
+    finally:
+        lines = stop_request_loop(loop)
+    assert result.returncode == 0, tail(result)
+    failed = [line for line in lines if not line.startswith("200 ")]
+    print(f"scale to {count}: {len(lines)} requests, {len(failed)} failed")
+    assert len(lines) >= 200
+    assert failed == [], failed[:5]
+    return lines
+
+
+def test_scale_up_and_down_without_a_failed_request(lab):
+    lines = scale_under_load(lab, 3)
+    assert "ns-product-3" in lab.check("ip netns list")
+    assert lab.check("systemctl is-active shoplab-product-3.service").strip() == "active"
+    assert any(line.endswith(" product-3") for line in lines[-100:]), "product-3 never answered"
+
+    lines = scale_under_load(lab, 2)
+    assert "ns-product-3" not in lab.check("ip netns list")
+    assert "ve-product-3" not in lab.check("ip -o link show")
+    assert lab.run("systemctl is-active shoplab-product-3.service").stdout.strip() != "active"
+    assert not any(line.endswith(" product-3") for line in lines[-30:]), "product-3 still answered"
+
+
+def test_bad_count_is_refused(lab):
+    namespaces = lab.check("ip netns list")
+    result = playbook("scale.yml", "-e", "product_instances=-1")
+    assert result.returncode != 0
+    assert "product_instances must be a whole number >= 1" in result.stdout, tail(result)
+    assert lab.check("ip netns list") == namespaces
