@@ -8,6 +8,7 @@ inventory, which reaches the `make up MODE=netns` lab host container."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import uuid
@@ -23,10 +24,21 @@ DIGEST_SQL = " UNION ALL ".join(
 )
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _plain(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """The output as one line of plain words: no colours (Molecule forces them), no YAML line wrapping
+    or quote doubling, so a test can look for a whole message."""
+    text = ANSI.sub("", result.stdout).replace("\\n", " ").replace("''", "'")
+    result.stdout = " ".join(text.split())
+    return result
+
+
 def playbook(name: str, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
     command = ["ansible-playbook", str(PROJECT / "playbooks" / name), "-e", "mode=netns"]
     command += ["-e", f"shoplab_build_dir={PROJECT / 'build'}"]
-    env = dict(os.environ)
+    env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
     if inventory:
         # As the scenario's converge: the gateway published on port 3080 of the lab host.
@@ -35,8 +47,16 @@ def playbook(name: str, *extra: str, timeout: float = 600) -> subprocess.Complet
         command += ["--inventory", str(PROJECT / "inventory" / "hosts.yml")]
         env["ANSIBLE_CONFIG"] = str(PROJECT / "ansible.cfg")
         env["ANSIBLE_FILTER_PLUGINS"] = str(PROJECT / "plugins" / "filter")
-    return subprocess.run(
-        [*command, *extra], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    return _plain(
+        subprocess.run(
+            [*command, *extra],
+            cwd=PROJECT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     )
 
 

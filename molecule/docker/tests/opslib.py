@@ -4,6 +4,7 @@ docker lab, read the database's digest the way lab_backup does, talk to the gate
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 from conftest import PROJECT, PROJECT_DIR, docker
@@ -15,20 +16,43 @@ DIGEST_SQL = " UNION ALL ".join(
 )
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _plain(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """The output as one line of plain words: no colours (Molecule forces them), no YAML line wrapping
+    or quote doubling, so a test can look for a whole message."""
+    text = ANSI.sub("", result.stdout).replace("\\n", " ").replace("''", "'")
+    result.stdout = " ".join(text.split())
+    return result
+
+
 def playbook(name: str, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """ansible-playbook playbooks/<name> -e mode=docker …, with the project's own configuration."""
-    return subprocess.run(
-        ["ansible-playbook", "-i", "inventory/hosts.yml", f"playbooks/{name}", "-e", "mode=docker", *extra],
-        cwd=PROJECT_DIR,
-        env={
-            **os.environ,
-            "ANSIBLE_CONFIG": str(PROJECT_DIR / "ansible.cfg"),
-            "ANSIBLE_FILTER_PLUGINS": str(PROJECT_DIR / "plugins" / "filter"),
-        },
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+    return _plain(
+        subprocess.run(
+            [
+                "ansible-playbook",
+                "-i",
+                "inventory/hosts.yml",
+                f"playbooks/{name}",
+                "-e",
+                "mode=docker",
+                *extra,
+            ],
+            cwd=PROJECT_DIR,
+            env={
+                **os.environ,
+                "ANSIBLE_CONFIG": str(PROJECT_DIR / "ansible.cfg"),
+                "ANSIBLE_FILTER_PLUGINS": str(PROJECT_DIR / "plugins" / "filter"),
+                "ANSIBLE_FORCE_COLOR": "0",
+                "ANSIBLE_NOCOLOR": "1",
+            },
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     )
 
 

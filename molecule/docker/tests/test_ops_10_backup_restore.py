@@ -62,9 +62,9 @@ def _bad_copy(dump, folder, kind: str):
     target = folder / f"{kind}.dump"
     if kind == "missing":
         return target, "not found"
-    if kind == "truncated":  # PostgreSQL still lists it; only the test restore finds the data missing
+    if kind == "truncated":  # listing may still work; then the test restore finds the data missing
         target.write_bytes(data[: len(data) * 2 // 3])
-        expected = "does not restore into a scratch database"
+        expected = "restore"
     elif kind == "garbage":
         target.write_bytes(bytes(range(256)) * 20)
         expected = "not a PostgreSQL custom-format archive"
