@@ -29,8 +29,9 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 def _plain(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     """The output as one line of plain words: no colours (Molecule forces them), no YAML line wrapping
-    or quote doubling, so a test can look for a whole message."""
-    text = ANSI.sub("", result.stdout).replace("\\n", " ").replace("''", "'")
+    or quote doubling, so a test can look for a whole message. Under Molecule's configuration Ansible
+    prints a failed task's result on stderr, so both streams are searched."""
+    text = ANSI.sub("", result.stdout + "\n" + result.stderr).replace("\\n", " ").replace("''", "'")
     result.stdout = " ".join(text.split())
     return result
 
