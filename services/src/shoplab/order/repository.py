@@ -15,8 +15,8 @@ FROM orders o LEFT JOIN order_items i ON i.order_id = o.id
 """
 
 
-def as_dict(row: tuple) -> dict[str, Any]:
-    order_id, status, total_cents, created_at, items = row
+def order_body(order_id: int, status: str, total_cents: int, created_at, items: list) -> dict[str, Any]:
+    """An order as the API shows it (one shape for every path that answers with an order)."""
     return {
         "id": order_id,
         "status": status,
@@ -24,6 +24,10 @@ def as_dict(row: tuple) -> dict[str, Any]:
         "created_at": created_at.isoformat(),
         "items": items,
     }
+
+
+def as_dict(row: tuple) -> dict[str, Any]:
+    return order_body(*row)
 
 
 # A one-line order as ONE statement: the stock update, the order and its line. The row lock on the
@@ -102,13 +106,8 @@ def _place_single_line(cur, item: dict[str, int]) -> dict[str, Any]:
     if row is None:
         _refuse(cur, item["product_id"])
     order_id, status, created_at, total_cents, unit_price_cents = row
-    return {
-        "id": order_id,
-        "status": status,
-        "total_cents": total_cents,
-        "created_at": created_at.isoformat(),
-        "items": [{**item, "unit_price_cents": unit_price_cents}],
-    }
+    line = {**item, "unit_price_cents": unit_price_cents}
+    return order_body(order_id, status, total_cents, created_at, [line])
 
 
 def _refuse(cur, product_id: int) -> NoReturn:
