@@ -27,9 +27,12 @@ def gunicorn_options(config: Config) -> dict:
     options = {
         "bind": f"{config.bind_host}:{config.port}",
         "workers": workers,
-        # gthread keeps client connections alive (sync workers close them after every response).
-        "worker_class": os.environ.get("WORKER_CLASS", "gthread"),
+        # One thread per connection, served in a loop (shoplab.core.worker explains why not gthread).
+        "worker_class": os.environ.get("WORKER_CLASS", "shoplab.core.worker.KeepAliveThreadWorker"),
+        # Used by gthread only, when WORKER_CLASS=gthread is chosen instead.
         "threads": _int_env("THREADS", 16 if config.service == "gateway" else 8),
+        # Open connections per worker (one thread each); beyond this, new ones wait in the backlog.
+        "worker_connections": _int_env("WORKER_CONNECTIONS", 256),
         # Longer than the gateway's idle-connection cut-off, so a pooled upstream connection is never
         # closed by the server just as the gateway reuses it.
         "keepalive": _int_env("KEEPALIVE", 75),

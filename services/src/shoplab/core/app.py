@@ -17,7 +17,9 @@ def create_base_app(config: Config, ready_check: Callable[[], dict[str, bool]]) 
     `ready_check` returns {dependency: ok}; /ready is 200 when every *required* one is ok. Optional
     dependencies (Redis for the product service) are named with a leading '~' and only reported.
     """
-    configure_logging(config.service, config.instance_id, config.log_level)
+    configure_logging(
+        config.service, config.instance_id, config.log_level, config.access_log, config.access_log_flush
+    )
     app = Flask(f"shoplab.{config.service}")
     app.config["MAX_CONTENT_LENGTH"] = config.max_content_length
     app.config["SHOPLAB"] = config

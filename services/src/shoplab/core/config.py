@@ -22,6 +22,15 @@ def _env_int(name: str, default: int) -> int:
     return int(_env(name, str(default)))
 
 
+def _env_bool(name: str, default: bool) -> bool:
+    value = _env(name, "on" if default else "off").lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be on or off (or true/false, yes/no, 1/0), not {value!r}")
+
+
 def read_database_url() -> str:
     """DATABASE_URL, with the password from DATABASE_PASSWORD_FILE (Docker secrets) when that is set."""
     url = _env("DATABASE_URL", "postgresql://shoplab@postgres:5432/shoplab")
@@ -54,6 +63,8 @@ class Config:
     heartbeat_interval: float
     registry_ttl: float
     log_level: str
+    access_log: bool
+    access_log_flush: float
     max_content_length: int
     cache_ttl: int
     redis_timeout: float
@@ -64,6 +75,8 @@ class Config:
     gateway_lookup_ttl: float
     gateway_eject_after: int
     gateway_eject_seconds: float
+    gateway_max_inflight: int
+    gateway_queue_timeout: float
 
     @classmethod
     def from_env(cls, service: str) -> Config:
@@ -82,6 +95,9 @@ class Config:
             # Expiry at three missed heartbeats.
             registry_ttl=_env_float("REGISTRY_TTL", 3 * heartbeat),
             log_level=_env("LOG_LEVEL", "INFO").upper(),
+            access_log=_env_bool("ACCESS_LOG", True),
+            # Seconds between writes of buffered access lines; 0 writes each line as it happens.
+            access_log_flush=_env_float("ACCESS_LOG_FLUSH_SECONDS", 1.0),
             max_content_length=_env_int("MAX_CONTENT_LENGTH", 64 * 1024),
             cache_ttl=_env_int("CACHE_TTL", 60),
             redis_timeout=_env_float("REDIS_TIMEOUT", 0.25),
@@ -92,4 +108,6 @@ class Config:
             gateway_lookup_ttl=_env_float("GATEWAY_LOOKUP_TTL", 1.0),
             gateway_eject_after=_env_int("GATEWAY_EJECT_AFTER", 3),
             gateway_eject_seconds=_env_float("GATEWAY_EJECT_SECONDS", 10.0),
+            gateway_max_inflight=_env_int("GATEWAY_MAX_INFLIGHT", 8),
+            gateway_queue_timeout=_env_float("GATEWAY_QUEUE_TIMEOUT", 5.0),
         )

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from shoplab.core.config import Config
 from shoplab.core.logs import log_request
 from shoplab.core.problems import PROBLEM_CONTENT_TYPE, drain_body, problem_body
+from shoplab.gateway.admission import FifoGate
 from shoplab.gateway.balancer import Balancer
 from shoplab.gateway.upstream import Broken, ConnectionPool, NotReached, UpstreamRequest
 
@@ -57,6 +58,8 @@ class Proxy:
         self.config = config
         self.balancer = balancer
         self.pool = ConnectionPool(config.gateway_connect_timeout)
+        limit = config.gateway_max_inflight
+        self.gates = {service: FifoGate(limit) for service in ROUTES.values()} if limit > 0 else {}
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         service = route(environ.get("PATH_INFO", ""))
@@ -97,6 +100,20 @@ class Proxy:
             detail = f"No healthy instance of the {service} service is registered."
             return (*self._problem(503, detail, path, [("Retry-After", "1")]), None, 0)
 
+        gate = self.gates.get(service)
+        if gate is None:
+            return self._forward(service, path, method, outgoing, candidates)
+        if not gate.enter(self.config.gateway_queue_timeout):
+            detail = f"The {service} service is saturated: no slot freed within the queue timeout."
+            return (*self._problem(503, detail, path, [("Retry-After", "1")]), None, 0)
+        try:
+            return self._forward(service, path, method, outgoing, candidates)
+        finally:
+            gate.leave()
+
+    def _forward(
+        self, service: str, path: str, method: str, outgoing: UpstreamRequest, candidates: list
+    ) -> tuple:
         deadline = time.monotonic() + self.config.gateway_total_timeout
         failure = None
         attempts = 0

@@ -1,0 +1,190 @@
+"""A gunicorn worker that gives every client connection its own thread and serves it in a loop.
+
+gunicorn's gthread worker hands a keep-alive connection back to its poller after every response and
+to a pool thread for the next request: two thread hand-offs, a pipe wake-up and an epoll
+re-registration per request. Behind our gateway every connection is a pooled keep-alive one, so that
+bookkeeping cost more CPU than the request itself (py-spy: ~40 % of the gateway's samples). Here a
+connection's thread reads, answers and waits for the next request on the same socket: per request one
+recv and one send, no hand-off. Concurrency is the number of open connections (`worker_connections`),
+not a thread-pool size, so a slow upstream never queues other clients behind a busy pool.
+
+Everything else is gunicorn's own: its HTTP parser and limits, `wsgi.create`, error answers (400/431…),
+hooks, max_requests, and the arbiter's heartbeat and graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import selectors
+import socket
+import ssl
+import threading
+import time
+from datetime import datetime
+
+from gunicorn import http, util
+from gunicorn.http import wsgi
+from gunicorn.workers import base
+
+
+class KeepAliveThreadWorker(base.Worker):
+    def init_process(self) -> None:
+        self._lock = threading.Lock()
+        # Open connections, and whether each is inside a request right now (idle ones are closed first
+        # at shutdown; busy ones get graceful_timeout to finish).
+        self._connections: dict[socket.socket, bool] = {}
+        super().init_process()
+
+    # --- the accepting thread -------------------------------------------------------------------
+
+    def run(self) -> None:
+        selector = selectors.DefaultSelector()
+        for listener in self.sockets:
+            listener.setblocking(False)
+            selector.register(listener, selectors.EVENT_READ)
+        selector.register(self.PIPE[0], selectors.EVENT_READ)  # signals wake us through this pipe
+        limit = self.cfg.worker_connections
+        ppid = self.ppid
+        while self.alive:
+            self.notify()
+            full = len(self._connections) >= limit
+            for key, _ in selector.select(timeout=0.2 if full else 1.0):
+                if key.fileobj == self.PIPE[0]:
+                    os.read(self.PIPE[0], 512)
+                elif not full:
+                    self._accept(key.fileobj)
+            if os.getppid() != ppid:
+                self.log.info("Parent changed, shutting down: %s", self)
+                break
+        selector.close()
+        self._shutdown()
+
+    def _accept(self, listener: socket.socket) -> None:
+        # One connection per wake-up: every worker is woken for a new connection, so taking one each
+        # spreads a burst of connections (a load tool's, or the gateway's pool) evenly over the workers.
+        try:
+            client, addr = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as error:
+            if error.errno in (errno.ECONNABORTED, errno.EPROTO):
+                return
+            raise
+        with self._lock:
+            self._connections[client] = False
+        thread = threading.Thread(target=self._serve_connection, args=(listener, client, addr), daemon=True)
+        try:
+            thread.start()
+        except RuntimeError as error:  # out of threads (a pids limit): refuse this one, keep serving
+            with self._lock:
+                self._connections.pop(client, None)
+            util.close(client)
+            self.log.warning("connection refused, no thread for it: %s", error)
+
+    def _shutdown(self) -> None:
+        for listener in self.sockets:
+            util.close(listener)
+        deadline = time.monotonic() + self.cfg.graceful_timeout
+        while time.monotonic() < deadline:
+            self.notify()
+            with self._lock:
+                idle = [conn for conn, busy in self._connections.items() if not busy]
+                left = len(self._connections)
+            for conn in idle:
+                _wake(conn)  # unblocks the thread waiting for a next request that will not come
+            if not left:
+                return
+            time.sleep(0.05)
+        self.log.warning("%d connection(s) still busy after graceful_timeout", len(self._connections))
+
+    # --- one thread per connection --------------------------------------------------------------
+
+    def _serve_connection(self, listener: socket.socket, client: socket.socket, addr) -> None:
+        req = None
+        try:
+            client.setblocking(True)
+            util.close_on_exec(client)
+            # Waiting for the next request (and reading a slow one) is bounded by the keep-alive time.
+            client.settimeout(self.cfg.keepalive or self.timeout or 30)
+            if self.cfg.is_ssl:
+                from gunicorn import sock
+
+                client = sock.ssl_wrap_socket(client, self.cfg)
+            parser = http.get_parser(self.cfg, client, addr)
+            server = listener.getsockname()
+            for req in parser:
+                self._set_busy(client, True)
+                keep_alive = self._handle_request(req, client, addr, server)
+                self._set_busy(client, False)
+                if not keep_alive:
+                    break
+        except http.errors.NoMoreData:
+            pass  # the client closed between requests: the normal end of a keep-alive connection
+        except (TimeoutError, StopIteration):
+            pass  # idle past keep-alive, or HTTP says this was the last request
+        except ssl.SSLError as error:
+            if error.args[0] != ssl.SSL_ERROR_EOF:
+                self.handle_error(req, client, addr, error)
+        except OSError as error:
+            if error.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF):
+                self.log.exception("Socket error processing request.")
+        except BaseException as error:  # gunicorn answers 400/431/500 for these itself
+            self.handle_error(req, client, addr, error)
+        finally:
+            with self._lock:
+                self._connections.pop(client, None)
+            util.close(client)
+
+    def _set_busy(self, client: socket.socket, busy: bool) -> None:
+        with self._lock:
+            if client in self._connections:
+                self._connections[client] = busy
+
+    def _handle_request(self, req, client: socket.socket, addr, server) -> bool:
+        """Serve one request; returns whether the connection may carry another."""
+        environ: dict = {}
+        resp = None
+        try:
+            self.cfg.pre_request(self, req)
+            request_start = datetime.now()
+            resp, environ = wsgi.create(req, client, addr, server, self.cfg)
+            environ["wsgi.multithread"] = True
+            self.nr += 1
+            if self.nr >= self.max_requests and self.alive:
+                self.log.info("Autorestarting worker after current request.")
+                self.alive = False
+            if not self.alive or not self.cfg.keepalive:
+                resp.force_close()
+            respiter = self.wsgi(environ, resp.start_response)
+            try:
+                if isinstance(respiter, environ["wsgi.file_wrapper"]):
+                    resp.write_file(respiter)
+                else:
+                    for item in respiter:
+                        resp.write(item)
+                resp.close()
+            finally:
+                self.log.access(resp, req, environ, datetime.now() - request_start)
+                if hasattr(respiter, "close"):
+                    respiter.close()
+            return not resp.should_close()
+        except OSError:
+            raise
+        except Exception:
+            if resp is not None and resp.headers_sent:
+                # Half a response is on the wire: the only honest thing left is to close.
+                self.log.exception("Error handling request")
+                return False
+            raise
+        finally:
+            try:
+                self.cfg.post_request(self, req, environ, resp)
+            except Exception:
+                self.log.exception("Exception in post_request hook")
+
+
+def _wake(conn: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_RDWR)
