@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import select
+import socket
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from helpers import FAST_ENV, assert_problem
@@ -98,3 +101,38 @@ def test_gateway_errors_are_problems(gateway):
     assert_problem(response, 413)
     assert requests.get(f"{gateway}/health", timeout=10).json()["status"] == "ok"
     assert requests.get(f"{gateway}/ready", timeout=10).status_code == 200
+
+
+def test_a_saturated_service_queues_in_order_then_answers_503(servers):
+    registry = servers.start_service("registry", "registry-hung", dict(FAST_ENV))
+    registry_url = f"http://127.0.0.1:{registry.port}"
+    gateway = servers.start_service(
+        "gateway",
+        "gateway-gated",
+        {
+            **FAST_ENV,
+            "SERVICE_REGISTRY": registry_url,
+            "GATEWAY_MAX_INFLIGHT": "1",
+            "GATEWAY_QUEUE_TIMEOUT": "0.3",
+            "GATEWAY_ATTEMPT_TIMEOUT": "4",
+        },
+    )
+    url = f"http://127.0.0.1:{gateway.port}"
+    # A hung instance: the kernel completes the connection (backlog) but nothing ever answers.
+    with socket.create_server(("127.0.0.1", 0), backlog=8) as hung:
+        instance = {"instance_id": "hung-1", "address": "127.0.0.1", "port": hung.getsockname()[1]}
+        requests.post(f"{registry_url}/services/product/instances", json=instance, timeout=5)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            holder = pool.submit(requests.get, f"{url}/api/products", timeout=20)
+            wait_for(lambda: _pending(hung), 5, "the first request reaching the hung instance")
+            # The one slot is taken: the next product request waits its queue timeout, then gets a 503.
+            body = assert_problem(requests.get(f"{url}/api/products/1", timeout=20), 503)
+            assert "saturated" in body["detail"]
+            # Other routes and the gateway's own endpoints are not behind the product service's gate.
+            assert requests.get(f"{url}/health", timeout=5).status_code == 200
+            assert_problem(holder.result(), 504)
+
+
+def _pending(listener: socket.socket) -> bool:
+    """True when a connection waits in the listener's backlog (it is never accepted)."""
+    return bool(select.select([listener], [], [], 0)[0])

@@ -1,0 +1,58 @@
+"""Access lines: their JSON shape and when the buffer is written out (no server needed)."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+from shoplab.core.logs import AccessLog
+
+
+def make_log(flush_seconds: float, enabled: bool = True) -> tuple[AccessLog, io.StringIO]:
+    stream = io.StringIO()
+    return AccessLog("gateway", "gateway-1", stream, flush_seconds, enabled), stream
+
+
+def test_a_line_is_one_json_object_with_the_request_fields():
+    log, stream = make_log(flush_seconds=0)
+    log.record("GET", "/api/products", 200, time.perf_counter(), upstream="product-1", attempts=1)
+    (line,) = stream.getvalue().splitlines()
+    parsed = json.loads(line)
+    assert parsed["logger"] == "shoplab.access" and parsed["level"] == "info"
+    assert (parsed["service"], parsed["instance"]) == ("gateway", "gateway-1")
+    assert (parsed["method"], parsed["path"], parsed["status"]) == ("GET", "/api/products", 200)
+    assert (parsed["upstream"], parsed["attempts"]) == ("product-1", 1)
+
+
+def test_lines_wait_in_the_buffer_until_flushed():
+    log, stream = make_log(flush_seconds=600)
+    for _ in range(5):
+        log.record("GET", "/health", 200, time.perf_counter())
+    assert stream.getvalue() == ""
+    log.flush()
+    assert len(stream.getvalue().splitlines()) == 5
+
+
+def test_a_full_buffer_is_written_at_once():
+    log, stream = make_log(flush_seconds=600)
+    path = "/api/products/" + "9" * 200
+    while not stream.getvalue():
+        log.record("GET", path, 404, time.perf_counter())
+    assert len(stream.getvalue()) >= AccessLog.BUFFER_BYTES
+
+
+def test_the_flusher_writes_on_its_interval():
+    log, stream = make_log(flush_seconds=0.05)
+    log.record("POST", "/api/orders", 201, time.perf_counter())
+    deadline = time.monotonic() + 5
+    while not stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert json.loads(stream.getvalue())["status"] == 201
+
+
+def test_disabled_writes_nothing():
+    log, stream = make_log(flush_seconds=0, enabled=False)
+    log.record("GET", "/health", 200, time.perf_counter())
+    log.flush()
+    assert stream.getvalue() == ""
