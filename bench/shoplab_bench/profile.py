@@ -19,13 +19,15 @@ def py_spy() -> str | None:
 
 # Where a frame's file puts it (first match wins); `plumbing` frames are left out of the inclusive table.
 AREAS = (
-    ("shoplab/core/logs", "logging (our JSON request log)"),
-    ("logging/", "logging (our JSON request log)"),
+    ("shoplab/core/logs", "logging (buffered JSON access lines)"),
+    ("logging/", "logging (other records)"),
     ("json/", "JSON encoding (log lines)"),
+    ("shoplab/gateway/admission", "FIFO admission gate"),
     ("shoplab/gateway", "our proxy (upstream client, balancer)"),
+    ("shoplab/core/worker", "our keep-alive worker (accept, connection loop)"),
     ("shoplab/", "other shoplab code"),
     ("gunicorn/http", "gunicorn HTTP parsing and writing"),
-    ("gunicorn/", "gunicorn gthread worker (accept, queue, keep-alive)"),
+    ("gunicorn/", "gunicorn worker (other)"),
     ("concurrent/futures", "thread pool hand-off"),
     ("threading", "thread pool hand-off"),
     ("selectors", "event loop (selectors)"),

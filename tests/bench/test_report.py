@@ -122,6 +122,9 @@ def test_profile_summary_by_area():
         "percent": 70.0,
     }
     areas = {a["frame"]: a["percent"] for a in prof["areas"]}
-    assert areas == {"our proxy (upstream client, balancer)": 70.0, "logging (our JSON request log)": 30.0}
+    assert areas == {
+        "our proxy (upstream client, balancer)": 70.0,
+        "logging (buffered JSON access lines)": 30.0,
+    }
     # Thread plumbing is in every stack: left out of the inclusive table.
     assert all("threading.py" not in f["frame"] for f in prof["inclusive"])

@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shlex
 from pathlib import Path
 
 import yaml
+from labtest import FILTERS, TOPOLOGY
 
-PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
-
-
-def _load_filters():
-    path = PROJECT / "plugins" / "filter" / "shoplab_topology.py"
-    spec = importlib.util.spec_from_file_location("shoplab_topology", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TOPOLOGY_FILTERS = _load_filters()
-TOPOLOGY = yaml.safe_load((PROJECT / "group_vars" / "all" / "topology.yml").read_text())
 COUNTS = {
     "product_instances": int(os.environ.get("SHOPLAB_PRODUCT_INSTANCES", TOPOLOGY["product_instances"])),
     "order_instances": int(os.environ.get("SHOPLAB_ORDER_INSTANCES", TOPOLOGY["order_instances"])),
 }
-INSTANCES = TOPOLOGY_FILTERS.shoplab_instances(
-    TOPOLOGY["shoplab_services"], TOPOLOGY["shoplab_tiers"], COUNTS
-)
-MATRIX = TOPOLOGY_FILTERS.shoplab_flow_matrix(
+INSTANCES = FILTERS.shoplab_instances(TOPOLOGY["shoplab_services"], TOPOLOGY["shoplab_tiers"], COUNTS)
+MATRIX = FILTERS.shoplab_flow_matrix(
     INSTANCES, TOPOLOGY["shoplab_services"], TOPOLOGY["shoplab_allowed_flows"], "netns"
 )
 TIERS = TOPOLOGY["shoplab_tiers"]

@@ -8,61 +8,34 @@ inventory, which reaches the `make up MODE=netns` lab host container."""
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 import uuid
 from pathlib import Path
 
-from labdata import PROJECT, TESTINFRA_HOSTS, TOPOLOGY, instance
+import labtest
+from labdata import TESTINFRA_HOSTS, TOPOLOGY, instance
+from labtest import DIGEST_SQL, parse_digest, tail  # noqa: F401 (tail: re-exported for the tests)
 
 OPS_HOSTS = [os.environ["SHOPLAB_OPS_HOST"]] if os.environ.get("SHOPLAB_OPS_HOST") else TESTINFRA_HOSTS
-TABLES = ["products", "orders", "order_items", "idempotency_keys"]
-DIGEST_SQL = " UNION ALL ".join(
-    f"SELECT '{t}', count(*), md5(coalesce(string_agg(t::text, chr(10) ORDER BY t::text), '')) FROM {t} t"
-    for t in TABLES
-)
-
-
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _plain(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    """The output as one line of plain words: no colours (Molecule forces them), no YAML line wrapping
-    or quote doubling, so a test can look for a whole message. Under Molecule's configuration Ansible
-    prints a failed task's result on stderr, so both streams are searched."""
-    text = ANSI.sub("", result.stdout + "\n" + result.stderr).replace("\\n", " ").replace("''", "'")
-    result.stdout = " ".join(text.split())
-    return result
 
 
 def playbook(name: str, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    command = ["ansible-playbook", str(PROJECT / "playbooks" / name), "-e", "mode=netns"]
-    command += ["-e", f"shoplab_build_dir={PROJECT / 'build'}"]
-    env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
-    if inventory:
-        # As the scenario's converge: the gateway published on port 3080 of the lab host.
-        command += ["--inventory", str(Path(inventory).parent), "-e", "netns_firewall_publish_port=3080"]
-    else:
-        command += ["--inventory", str(PROJECT / "inventory" / "hosts.yml")]
-        env["ANSIBLE_CONFIG"] = str(PROJECT / "ansible.cfg")
-        env["ANSIBLE_FILTER_PLUGINS"] = str(PROJECT / "plugins" / "filter")
-    return _plain(
-        subprocess.run(
-            [*command, *extra],
-            cwd=PROJECT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+    if not inventory:  # the project's inventory: the `make up MODE=netns` lab host container
+        return labtest.playbook(f"playbooks/{name}", "netns", *extra, timeout=timeout)
+    # As the scenario's converge: its inventory, the gateway published on port 3080 of the lab host.
+    return labtest.playbook(
+        f"playbooks/{name}",
+        "netns",
+        "-e",
+        f"shoplab_build_dir={labtest.PROJECT_DIR / 'build'}",
+        "-e",
+        "netns_firewall_publish_port=3080",
+        *extra,
+        inventory=str(Path(inventory).parent),
+        timeout=timeout,
     )
-
-
-def tail(result: subprocess.CompletedProcess) -> str:
-    return result.stdout[-4000:] + result.stderr[-2000:]
 
 
 def digest(lab) -> dict[str, str]:
@@ -70,7 +43,7 @@ def digest(lab) -> dict[str, str]:
     db = TOPOLOGY["shoplab_db_name"]
     psql = "/usr/lib/postgresql/15/bin/psql -h /run/shoplab-postgres -U postgres"
     out = lab.check(f"{psql} -d {db} -X -tA -F '|' -c {shlex.quote(DIGEST_SQL)}")
-    return {line.split("|", 1)[0]: line.split("|", 1)[1] for line in out.splitlines() if line}
+    return parse_digest(out)
 
 
 def container_name() -> str:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
-from labdata import INSTANCES, PROJECT, TESTINFRA_HOSTS, TIERS
+from labdata import INSTANCES, TESTINFRA_HOSTS, TIERS
+from labtest import PROJECT_DIR, playbook, tail
 
 testinfra_hosts = TESTINFRA_HOSTS
 
@@ -28,12 +28,16 @@ def removed(lab):
     ensure_admin_rules(lab)
     scenario = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY", Path(__file__).resolve().parents[1]))
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
-    command = ["ansible-playbook", str(scenario / "converge.yml"), "-e", "state=absent mode=netns"]
-    command += ["-e", f"shoplab_build_dir={PROJECT / 'build'}"]
-    if inventory:
-        command += ["--inventory", str(Path(inventory).parent)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    result = playbook(
+        scenario / "converge.yml",
+        "netns",
+        "-e",
+        "state=absent",
+        "-e",
+        f"shoplab_build_dir={PROJECT_DIR / 'build'}",
+        inventory=str(Path(inventory).parent) if inventory else None,
+    )
+    assert result.returncode == 0, tail(result)
     return result.stdout
 
 

@@ -6,32 +6,18 @@ docker CLI directly and reach the gateway on localhost.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import subprocess
-from pathlib import Path
 
 import pytest
-import yaml
+from labtest import FILTERS, PROJECT_DIR, TOPOLOGY
 
-PROJECT_DIR = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+__all__ = ["FILTERS", "PROJECT_DIR"]
+
 PROJECT = "shoplab"
 COMPOSE_FILE = "/opt/shoplab/docker/docker-compose.yml"
 SECRET_FILE = "/etc/shoplab/docker/db-password"
 GATEWAY_URL = "http://localhost:{port}"
-
-
-def _load_filters():
-    spec = importlib.util.spec_from_file_location(
-        "shoplab_topology", PROJECT_DIR / "plugins" / "filter" / "shoplab_topology.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-FILTERS = _load_filters()
 
 
 def docker(*args: str, check: bool = True, timeout: float = 120) -> str:
@@ -58,7 +44,7 @@ def lab_containers() -> list[dict]:
 
 @pytest.fixture(scope="session")
 def topology() -> dict:
-    return yaml.safe_load((PROJECT_DIR / "group_vars" / "all" / "topology.yml").read_text())
+    return TOPOLOGY
 
 
 @pytest.fixture(scope="session")

@@ -3,61 +3,16 @@ docker lab, read the database's digest the way lab_backup does, talk to the gate
 
 from __future__ import annotations
 
-import os
-import re
 import subprocess
 
-from conftest import PROJECT, PROJECT_DIR, docker
-
-TABLES = ["products", "orders", "order_items", "idempotency_keys"]
-DIGEST_SQL = " UNION ALL ".join(
-    f"SELECT '{t}', count(*), md5(coalesce(string_agg(t::text, chr(10) ORDER BY t::text), '')) FROM {t} t"
-    for t in TABLES
-)
-
-
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _plain(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    """The output as one line of plain words: no colours (Molecule forces them), no YAML line wrapping
-    or quote doubling, so a test can look for a whole message."""
-    text = ANSI.sub("", result.stdout).replace("\\n", " ").replace("''", "'")
-    result.stdout = " ".join(text.split())
-    return result
+import labtest
+from conftest import PROJECT, docker
+from labtest import DIGEST_SQL, parse_digest, tail  # noqa: F401 (tail: re-exported for the tests)
 
 
 def playbook(name: str, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """ansible-playbook playbooks/<name> -e mode=docker …, with the project's own configuration."""
-    return _plain(
-        subprocess.run(
-            [
-                "ansible-playbook",
-                "-i",
-                "inventory/hosts.yml",
-                f"playbooks/{name}",
-                "-e",
-                "mode=docker",
-                *extra,
-            ],
-            cwd=PROJECT_DIR,
-            env={
-                **os.environ,
-                "ANSIBLE_CONFIG": str(PROJECT_DIR / "ansible.cfg"),
-                "ANSIBLE_FILTER_PLUGINS": str(PROJECT_DIR / "plugins" / "filter"),
-                "ANSIBLE_FORCE_COLOR": "0",
-                "ANSIBLE_NOCOLOR": "1",
-            },
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    )
-
-
-def tail(result: subprocess.CompletedProcess) -> str:
-    return result.stdout[-4000:] + result.stderr[-2000:]
+    return labtest.playbook(f"playbooks/{name}", "docker", *extra, timeout=timeout)
 
 
 def service_container(service: str) -> str:
@@ -79,7 +34,7 @@ def digest(db: str = "shoplab", user: str = "shoplab") -> dict[str, str]:
     """table -> 'rows|md5', as lab_backup's digest.yml computes it."""
     psql = ["psql", "-U", user, "-d", db, "-X", "-tA", "-F", "|", "-c", DIGEST_SQL]
     out = docker("exec", service_container("postgres"), *psql)
-    return {line.split("|", 1)[0]: line.split("|", 1)[1] for line in out.splitlines() if line}
+    return parse_digest(out)
 
 
 class RequestLoop:

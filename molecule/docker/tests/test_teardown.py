@@ -2,42 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-
-from conftest import PROJECT, PROJECT_DIR, docker, lab_containers
+from conftest import PROJECT, docker, lab_containers
+from labtest import playbook, tail
 
 
 def test_state_absent_leaves_nothing(topology):
-    playbook = ["site.yml"]
-    if not (PROJECT_DIR / "playbooks" / "netns.yml").exists():
-        playbook = ["playbooks/preflight.yml", "playbooks/docker.yml"]
-    result = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            "inventory/hosts.yml",
-            *playbook,
-            "-e",
-            "mode=docker",
-            "-e",
-            "state=absent",
-        ],
-        cwd=PROJECT_DIR,
-        # The project's own configuration, not the one Molecule exports for its scenario.
-        env={
-            **os.environ,
-            "ANSIBLE_CONFIG": str(PROJECT_DIR / "ansible.cfg"),
-            "ANSIBLE_FILTER_PLUGINS": str(PROJECT_DIR / "plugins" / "filter"),
-        },
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    tail = result.stdout[-3000:] + result.stderr[-3000:]
-    assert result.returncode == 0, tail
-    assert "Stop and remove the containers and networks" in result.stdout, tail
+    result = playbook("site.yml", "docker", "-e", "state=absent")
+    assert result.returncode == 0, tail(result)
+    assert "Stop and remove the containers and networks" in result.stdout, tail(result)
 
     assert lab_containers() == []
     names = [tier["docker_network"] for tier in topology["shoplab_tiers"].values()]

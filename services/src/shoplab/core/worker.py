@@ -28,6 +28,9 @@ from gunicorn import http, util
 from gunicorn.http import wsgi
 from gunicorn.workers import base
 
+ACCEPT_DELAY_PER_CONNECTION = 0.0001
+ACCEPT_DELAY_MAX = 0.02
+
 
 class KeepAliveThreadWorker(base.Worker):
     def init_process(self) -> None:
@@ -54,12 +57,21 @@ class KeepAliveThreadWorker(base.Worker):
                 if key.fileobj == self.PIPE[0]:
                     os.read(self.PIPE[0], 512)
                 elif not full:
+                    self._yield_to_idler_workers()
                     self._accept(key.fileobj)
             if os.getppid() != ppid:
                 self.log.info("Parent changed, shutting down: %s", self)
                 break
         selector.close()
         self._shutdown()
+
+    def _yield_to_idler_workers(self) -> None:
+        """Every worker wakes for a new connection and the first to call accept() gets it; left alone,
+        one worker ends up with 40 of a load tool's 64 connections and its clients wait 1.7x longer.
+        Like nginx's accept_disabled, a worker holding more connections waits a little longer before
+        accepting (0.1 ms per connection it holds), so the less loaded one usually takes it."""
+        if self.cfg.workers > 1 and self._connections:
+            time.sleep(min(ACCEPT_DELAY_PER_CONNECTION * len(self._connections), ACCEPT_DELAY_MAX))
 
     def _accept(self, listener: socket.socket) -> None:
         # One connection per wake-up: every worker is woken for a new connection, so taking one each

@@ -1,0 +1,69 @@
+"""What both Molecule scenarios' tests share: the topology data (through the project's own filter
+plugin, the single source of truth), the database digest lab_backup computes, and running one of the
+project's playbooks with its output made searchable.
+
+On pytest's pythonpath (the project's pyproject.toml), next to plugins/filter.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import shoplab_topology as FILTERS
+import yaml
+
+__all__ = ["DIGEST_SQL", "FILTERS", "PROJECT_DIR", "TOPOLOGY", "parse_digest", "playbook", "tail"]
+
+PROJECT_DIR = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[2]))
+TOPOLOGY = yaml.safe_load((PROJECT_DIR / "group_vars" / "all" / "topology.yml").read_text())
+
+TABLES = ["products", "orders", "order_items", "idempotency_keys"]
+# The same per-table digest as roles/lab_backup (rows and an md5 over every row, in a stable order).
+DIGEST_SQL = " UNION ALL ".join(
+    f"SELECT '{t}', count(*), md5(coalesce(string_agg(t::text, chr(10) ORDER BY t::text), '')) FROM {t} t"
+    for t in TABLES
+)
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def parse_digest(out: str) -> dict[str, str]:
+    """psql -tA -F '|' output of DIGEST_SQL -> {table: 'rows|md5'}."""
+    return {line.split("|", 1)[0]: line.split("|", 1)[1] for line in out.splitlines() if line}
+
+
+def _plain(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """The output as one line of plain words: no colours (Molecule forces them), no YAML line wrapping
+    or quote doubling, so a test can look for a whole message. Under Molecule's configuration Ansible
+    prints a failed task's result on stderr, so both streams are searched."""
+    text = ANSI.sub("", result.stdout + "\n" + result.stderr).replace("\\n", " ").replace("''", "'")
+    result.stdout = " ".join(text.split())
+    return result
+
+
+def playbook(
+    path: str | Path, mode: str, *extra: str, inventory: str | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """ansible-playbook <path> -e mode=<mode> … (path relative to the project), with the project's
+    configuration unless an inventory (a Molecule scenario's) is given. The output comes back plain."""
+    command = ["ansible-playbook", str(PROJECT_DIR / path), "-e", f"mode={mode}"]
+    env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
+    if inventory:
+        command += ["--inventory", inventory]
+    else:
+        # The project's own configuration, not the one Molecule exports for its scenario.
+        command += ["--inventory", str(PROJECT_DIR / "inventory" / "hosts.yml")]
+        env["ANSIBLE_CONFIG"] = str(PROJECT_DIR / "ansible.cfg")
+        env["ANSIBLE_FILTER_PLUGINS"] = str(PROJECT_DIR / "plugins" / "filter")
+    command += extra
+    done = subprocess.run(
+        command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    return _plain(done)
+
+
+def tail(result: subprocess.CompletedProcess) -> str:
+    return result.stdout[-4000:] + result.stderr[-2000:]
