@@ -106,6 +106,26 @@ def _p50(row: dict | None) -> float | None:
     return row["latency_ms"]["p50"]["median"] if row and row["latency_ms"]["p50"] else None
 
 
+def _p99(row: dict | None) -> float | None:
+    return row["latency_ms"]["p99"]["median"] if row and row["latency_ms"].get("p99") else None
+
+
+def _why_tail(rows: list[dict], mode: str, say) -> None:
+    """Where the p99 at saturation comes from: compare the gateway's with nginx's and a direct instance's."""
+    gw, ng, direct = (_p99(find(rows, mode, path, "products")) for path in ("gateway", "nginx", "direct"))
+    if gw is None or (ng is None and direct is None):
+        return
+    others = ", ".join(
+        f"{name} {value:.1f} ms" for name, value in (("nginx", ng), ("one instance direct", direct)) if value
+    )
+    say(
+        f"**Tail at saturation ({mode})**: p99 with 64 connections through our gateway {gw:.1f} ms; over the "
+        f"same instances {others}. Where nginx or the instance alone is also above 50 ms, the tail comes "
+        "mostly from the instances and the shared cores (load tool, services and datastores on 2 CPUs), "
+        "not from the gateway."
+    )
+
+
 def _why_gateway(rows: list[dict], say) -> None:
     for mode in ("floor", "netns", "docker"):
         gw, direct = find(rows, mode, "gateway", "products"), find(rows, mode, "direct", "products")
@@ -132,6 +152,7 @@ def _why_gateway(rows: list[dict], say) -> None:
             cost = f"; nginx needs {ng_cpu:.2f} ms CPU per request" if ng_cpu else ""
             say(f"**nginx instead of our gateway ({mode})**: ours reaches {r:.2f}x nginx's throughput "
                 f"over the same instances{cost}.")  # fmt: skip
+        _why_tail(rows, mode, say)
 
 
 def _why_docker(rows: list[dict], notes: dict | None, say) -> None:
