@@ -136,3 +136,29 @@ def test_a_saturated_service_queues_in_order_then_answers_503(servers):
 def _pending(listener: socket.socket) -> bool:
     """True when a connection waits in the listener's backlog (it is never accepted)."""
     return bool(select.select([listener], [], [], 0)[0])
+
+
+def test_interim_answers_of_an_instance_are_skipped(servers):
+    """A 1xx (103 Early Hints) before the final answer is not mistaken for it."""
+    registry = servers.start_service("registry", "registry-interim", dict(FAST_ENV))
+    registry_url = f"http://127.0.0.1:{registry.port}"
+    gateway_env = {**FAST_ENV, "SERVICE_REGISTRY": registry_url}
+    gateway = servers.start_service("gateway", "gateway-interim", gateway_env)
+    final = b'{"id": 7}'
+    with socket.create_server(("127.0.0.1", 0)) as upstream:
+        instance = {"instance_id": "hinting-1", "address": "127.0.0.1", "port": upstream.getsockname()[1]}
+        requests.post(f"{registry_url}/services/product/instances", json=instance, timeout=5)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            answer = pool.submit(requests.get, f"http://127.0.0.1:{gateway.port}/api/products/7", timeout=20)
+            conn, _ = upstream.accept()
+            with conn:
+                request = conn.recv(65536)
+                conn.sendall(
+                    b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                    % (len(final), final)
+                )
+                response = answer.result()
+    assert request.startswith(b"GET /api/products/7 HTTP/1.1\r\n")
+    assert response.status_code == 200 and response.json() == {"id": 7}
+    assert response.headers["X-Upstream-Instance"] == "hinting-1"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import requests
 from helpers import assert_problem
 from shoplab.core.schema import SEED_SIZE
@@ -87,6 +90,32 @@ def test_reads_survive_redis_stopping(stack, servers):
         ready = http.get(f"{base}/ready", timeout=10)
         assert ready.status_code == 200  # degraded, still ready
         assert ready.json()["checks"] == {"postgres": "ok", "redis": "down"}
+
+
+def test_reads_return_to_redis_after_it_restarts(stack, servers):
+    """Connections pooled before a Redis restart are dead: one failed read drops them all, then HITs again."""
+    redis = servers.start_redis("redis-restarted")
+    product = servers.start_service(
+        "product",
+        "product-redis-restart",
+        stack.service_env(SERVICE_REGISTRY="", REDIS_URL=f"redis://127.0.0.1:{redis.port}/0"),
+    )
+    base = f"http://127.0.0.1:{product.port}/api/products/3"
+    with ThreadPoolExecutor(max_workers=8) as pool:  # several connections pooled at once
+        list(pool.map(lambda _: requests.get(base, timeout=10).status_code, range(32)))
+    redis.kill()
+    servers.start_redis("redis-restarted-again", port=redis.port)
+    states = []
+    with requests.Session() as http:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and states[-2:] != ["HIT", "HIT"]:
+            answer = http.get(base, timeout=10)
+            assert answer.status_code == 200 and answer.json()["id"] == 3
+            states.append(answer.headers["X-Cache"])
+            time.sleep(0.2)
+    assert states[-2:] == ["HIT", "HIT"], states
+    # One failed read (then the 1 s backoff) at most per worker, not one per pooled connection.
+    assert states.count("BYPASS") <= 2 * 6, states
 
 
 def test_bad_product_writes_are_4xx_and_write_nothing(gateway, http):

@@ -63,6 +63,7 @@ class Config:
     heartbeat_interval: float
     registry_ttl: float
     log_level: str
+    http_fast_path: bool
     access_log: bool
     access_log_flush: float
     max_content_length: int
@@ -95,6 +96,8 @@ class Config:
             # Expiry at three missed heartbeats.
             registry_ttl=_env_float("REGISTRY_TTL", 3 * heartbeat),
             log_level=_env("LOG_LEVEL", "INFO").upper(),
+            # Plain HTTP/1.1 requests served by shoplab.core.plainhttp rather than gunicorn's parser.
+            http_fast_path=_env_bool("HTTP_FAST_PATH", True),
             access_log=_env_bool("ACCESS_LOG", True),
             # Seconds between writes of buffered access lines; 0 writes each line as it happens.
             access_log_flush=_env_float("ACCESS_LOG_FLUSH_SECONDS", 1.0),

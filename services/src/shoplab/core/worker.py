@@ -8,8 +8,10 @@ connection's thread reads, answers and waits for the next request on the same so
 recv and one send, no hand-off. Concurrency is the number of open connections (`worker_connections`),
 not a thread-pool size, so a slow upstream never queues other clients behind a busy pool.
 
-Everything else is gunicorn's own: its HTTP parser and limits, `wsgi.create`, error answers (400/431…),
-hooks, max_requests, and the arbiter's heartbeat and graceful shutdown.
+Plain HTTP/1.1 requests are parsed and answered by `shoplab.core.plainhttp` (HTTP_FAST_PATH, on by
+default); the first request that is anything else hands the connection, with the bytes already read, to
+gunicorn's own parser, limits, `wsgi.create`, error answers (400/431…) and hooks. max_requests and the
+arbiter's heartbeat and graceful shutdown are gunicorn's in both cases.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ import threading
 import time
 from datetime import datetime
 
-from gunicorn import http, util
+from gunicorn import config, http, util
 from gunicorn.http import wsgi
 from gunicorn.workers import base
+
+from shoplab.core import plainhttp
 
 ACCEPT_DELAY_PER_CONNECTION = 0.0001
 ACCEPT_DELAY_MAX = 0.02
@@ -38,7 +42,24 @@ class KeepAliveThreadWorker(base.Worker):
         # Open connections, and whether each is inside a request right now (idle ones are closed first
         # at shutdown; busy ones get graceful_timeout to finish).
         self._connections: dict[socket.socket, bool] = {}
+        self._plain_http = self._plain_http_applies()
+        self._limits = plainhttp.Limits.from_gunicorn(self.cfg)
+        self._gunicorn_environ = wsgi.base_environ(self.cfg)
         super().init_process()
+
+    def _plain_http_applies(self) -> bool:
+        """The fast path skips what these settings add (TLS, proxy protocol, gunicorn's access log, request
+        hooks, SCRIPT_NAME): with any of them set, every request goes through gunicorn's parser."""
+        cfg = self.cfg
+        return (
+            getattr(getattr(self.app, "config", None), "http_fast_path", True)
+            and not cfg.is_ssl
+            and cfg.proxy_protocol in (None, False, "off")
+            and not cfg.accesslog
+            and cfg.pre_request is config.PreRequest.default
+            and cfg.post_request is config.PostRequest.default
+            and not os.environ.get("SCRIPT_NAME")
+        )
 
     # --- the accepting thread -------------------------------------------------------------------
 
@@ -124,9 +145,9 @@ class KeepAliveThreadWorker(base.Worker):
                 from gunicorn import sock
 
                 client = sock.ssl_wrap_socket(client, self.cfg)
-            parser = http.get_parser(self.cfg, client, addr)
             server = listener.getsockname()
-            for req in parser:
+            parser = self._gunicorn_parser_after_plain(client, addr, server)
+            for req in parser or ():
                 self._set_busy(client, True)
                 keep_alive = self._handle_request(req, client, addr, server)
                 self._set_busy(client, False)
@@ -148,6 +169,76 @@ class KeepAliveThreadWorker(base.Worker):
             with self._lock:
                 self._connections.pop(client, None)
             util.close(client)
+
+    def _gunicorn_parser_after_plain(self, client: socket.socket, addr, server):
+        """Serve plain requests first; then gunicorn's parser from the first one that is not (None: done)."""
+        handover = b""
+        if self._plain_http and isinstance(addr, tuple) and isinstance(server, tuple):
+            handover = self._serve_plain(client, addr, server)
+            if handover is None:
+                return None
+        parser = http.get_parser(self.cfg, client, addr)
+        if handover:
+            parser.unreader.unread(handover)  # gunicorn parses from the request we did not take
+        return parser
+
+    def _serve_plain(self, client: socket.socket, addr: tuple, server: tuple) -> bytes | None:
+        """Serve plain requests until the connection ends (None) or one is not plain: then return the
+        bytes read so far, from that request's first byte on, for gunicorn's parser."""
+        base_environ = plainhttp.listener_environ(self._gunicorn_environ, server)
+        buffer = b""
+        while True:
+            end = buffer.find(b"\r\n\r\n")
+            while end < 0:
+                # Oversized heads and bare-LF line endings are gunicorn's to judge.
+                if len(buffer) > plainhttp.MAX_HEAD or buffer.count(b"\n") != buffer.count(b"\r\n"):
+                    return buffer
+                chunk = client.recv(65536)
+                if not chunk:
+                    return buffer or None  # None: the client closed between requests, the normal end
+                buffer += chunk
+                end = buffer.find(b"\r\n\r\n")
+            request = plainhttp.parse_head(buffer[:end], self._limits)
+            if request is None:
+                return buffer
+            self._set_busy(client, True)
+            buffer = buffer[end + 4 :]
+            while len(buffer) < request.content_length:
+                chunk = client.recv(65536)
+                if not chunk:
+                    return None  # the client left in the middle of the body
+                buffer += chunk
+            body, buffer = buffer[: request.content_length], buffer[request.content_length :]
+            keep_alive = self._handle_plain(request, body, client, addr, base_environ)
+            self._set_busy(client, False)
+            if not keep_alive:
+                return None
+
+    def _handle_plain(self, request, body: bytes, client: socket.socket, addr: tuple, base_environ) -> bool:
+        """Serve one plain request; returns whether the connection may carry another."""
+        environ = plainhttp.build_environ(request, body, base_environ, client, addr)
+        self.nr += 1
+        if self.nr >= self.max_requests and self.alive:
+            self.log.info("Autorestarting worker after current request.")
+            self.alive = False
+        close = request.close or not self.alive or not self.cfg.keepalive
+        resp = plainhttp.PlainResponse(client, request.method, close)
+        respiter = None
+        try:
+            respiter = self.wsgi(environ, resp.start_response)
+            resp.send(respiter)
+        except OSError:
+            raise
+        except Exception:
+            self.log.exception("Error handling request %s %s", request.method, request.target)
+            if not resp.headers_sent:  # otherwise half a response is on the wire: closing is all that is left
+                with contextlib.suppress(OSError):
+                    util.write_error(client, 500, "Internal Server Error", "")
+            return False
+        finally:
+            if hasattr(respiter, "close"):
+                respiter.close()
+        return resp.keeps_alive()
 
     def _set_busy(self, client: socket.socket, busy: bool) -> None:
         with self._lock:

@@ -123,8 +123,8 @@ class Servers:
         return process
 
     # --- Redis -------------------------------------------------------------------------------------
-    def start_redis(self, name: str = "redis") -> Process:
-        port = free_port()
+    def start_redis(self, name: str = "redis", port: int | None = None) -> Process:
+        port = port or free_port()
         argv = [
             shutil.which("redis-server") or "redis-server",
             "--bind", LOOPBACK, "--port", str(port), "--save", "", "--appendonly", "no",

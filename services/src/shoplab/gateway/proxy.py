@@ -38,7 +38,9 @@ HOP_BY_HOP = {
 }
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 # The same, as WSGI environ keys; Host is the upstream's own, the client's goes in X-Forwarded-Host.
+# Expect: 100-continue was the client's question to us; we hold the whole body before forwarding it.
 NOT_FORWARDED = {"HTTP_" + name.upper().replace("-", "_") for name in HOP_BY_HOP} | {
+    "HTTP_EXPECT",
     "HTTP_HOST",
     "HTTP_X_FORWARDED_FOR",
     "HTTP_X_FORWARDED_HOST",

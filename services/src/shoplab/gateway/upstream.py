@@ -89,6 +89,8 @@ class Connection:
         self.sock.settimeout(timeout)
         self.sock.sendall(payload)
         head = self._read_head()
+        while 100 <= head.status < 200 and head.status != 101:
+            head = self._read_head()  # an interim answer (100 Continue, 103 Early Hints): the final follows
         status = head.status
         if head_request or status in (204, 304) or 100 <= status < 200:
             body = b""
