@@ -25,6 +25,7 @@ AREAS = (
     ("shoplab/gateway/admission", "FIFO admission gate"),
     ("shoplab/gateway", "our proxy (upstream client, balancer)"),
     ("shoplab/core/worker", "our keep-alive worker (accept, connection loop)"),
+    ("shoplab/core/plainhttp", "our plain-HTTP/1.1 path (parsing, answers)"),
     ("shoplab/", "other shoplab code"),
     ("gunicorn/http", "gunicorn HTTP parsing and writing"),
     ("gunicorn/", "gunicorn worker (other)"),
