@@ -21,6 +21,18 @@ def test_defaults_match_the_services_contract(monkeypatch):
     assert product.registry_ttl == 3 * product.heartbeat_interval
 
 
+@pytest.mark.parametrize("name", ["HTTP_FAST_PATH", "ACCESS_LOG"])
+def test_switches_are_on_by_default_and_read_on_off(monkeypatch, name):
+    attribute = name.lower()
+    monkeypatch.delenv(name, raising=False)
+    assert getattr(Config.from_env("gateway"), attribute) is True
+    monkeypatch.setenv(name, "off")
+    assert getattr(Config.from_env("gateway"), attribute) is False
+    monkeypatch.setenv(name, "maybe")
+    with pytest.raises(ValueError, match=name):
+        Config.from_env("gateway")
+
+
 def test_password_file_is_used_and_survives_special_characters(monkeypatch, tmp_path, stack):
     """The password is appended to DATABASE_URL, escaped; libpq parses it back (a real connection)."""
     secret = tmp_path / "db_password"

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import labtest
 import pytest
 import requests
 from conftest import COMPOSE_FILE, FILTERS, PROJECT, SECRET_FILE, docker, lab_containers
@@ -123,6 +125,24 @@ def test_hardening_from_docker_inspect(containers, check):
         if check == "restart" and host["RestartPolicy"]["Name"] in ("", "no"):
             wrong.append(f"{name}: {host['RestartPolicy']}")
     assert wrong == []
+
+
+def test_app_containers_may_use_every_cpu_datastores_one(containers, topology):
+    """docker_stack_limits: app `cpus: all` (no throttling, like the netns units), datastores 1.00."""
+    cpus = len(os.sched_getaffinity(0))
+    kinds = {name: svc["kind"] for name, svc in topology["shoplab_services"].items()}
+    found = {c["Config"]["Labels"]["org.shoplab.service"]: c["HostConfig"]["NanoCpus"] for c in containers}
+    wanted = {name: (cpus if kinds[name] == "app" else 1) * 10**9 for name in found}
+    assert found == wanted
+
+
+def test_bad_limits_are_refused_before_anything_changes(containers):
+    before = sorted(c["Id"] for c in lab_containers())
+    bad = {"app": {"cpus": "0", "memory": "256M", "pids": 1024}, "datastore": {"cpus": "1", "memory": "512M"}}
+    result = labtest.playbook("site.yml", "docker", "-e", json.dumps({"docker_stack_limits": bad}))
+    assert result.returncode != 0
+    assert "docker_stack_limits must give app and datastore each cpus" in result.stdout, labtest.tail(result)
+    assert sorted(c["Id"] for c in lab_containers()) == before
 
 
 def test_database_password_only_in_a_secret_file(host, containers):
