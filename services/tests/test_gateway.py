@@ -162,3 +162,24 @@ def test_interim_answers_of_an_instance_are_skipped(servers):
     assert request.startswith(b"GET /api/products/7 HTTP/1.1\r\n")
     assert response.status_code == 200 and response.json() == {"id": 7}
     assert response.headers["X-Upstream-Instance"] == "hinting-1"
+
+
+def test_every_answer_gives_its_gate_slot_back(stack, servers):
+    """With one slot per worker, held until each answer is sent: bursts, errors and clients that leave
+    early never leak it (a leak would turn every later request into a 503 after the queue timeout)."""
+    gateway = servers.start_service(
+        "gateway",
+        "gateway-one-slot",
+        stack.service_env(**FAST_ENV, GATEWAY_MAX_INFLIGHT="1", GATEWAY_QUEUE_TIMEOUT="3"),
+    )
+    url = f"http://127.0.0.1:{gateway.port}"
+    paths = ["/api/products/1", "/api/products/999999", "/api/products?per_page=3"] * 20
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = list(pool.map(lambda p: requests.get(url + p, timeout=20).status_code, paths))
+    assert statuses == [200, 404, 200] * 20
+    for _ in range(5):  # clients that send a request and leave before the answer
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+            sock.sendall(b"GET /api/products HTTP/1.1\r\nHost: lab\r\n\r\n")
+    assert requests.head(f"{url}/api/products/2", timeout=10).status_code == 200
+    for _ in range(10):
+        assert requests.get(f"{url}/api/products/2", timeout=10).status_code == 200

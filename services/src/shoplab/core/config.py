@@ -111,6 +111,6 @@ class Config:
             gateway_lookup_ttl=_env_float("GATEWAY_LOOKUP_TTL", 1.0),
             gateway_eject_after=_env_int("GATEWAY_EJECT_AFTER", 3),
             gateway_eject_seconds=_env_float("GATEWAY_EJECT_SECONDS", 10.0),
-            gateway_max_inflight=_env_int("GATEWAY_MAX_INFLIGHT", 8),
+            gateway_max_inflight=_env_int("GATEWAY_MAX_INFLIGHT", 4),
             gateway_queue_timeout=_env_float("GATEWAY_QUEUE_TIMEOUT", 5.0),
         )
