@@ -1,6 +1,7 @@
 """A FIFO admission gate in front of each upstream service, per gateway worker (HAProxy's maxconn + queue).
 
-At most `limit` requests of a worker are inside a service at once; the rest wait in arrival order.
+At most `limit` requests of a worker are inside a service at once, each until its answer has been sent
+to the client (proxy.Answer gives the slot back); the rest wait in arrival order.
 Under saturation the queue then lives here, in FIFO order, instead of in the services' run queues and
 the GIL, where the order is random: the same throughput with a much shorter latency tail. It also bounds
 what one gateway worker can pile onto a struggling service.
