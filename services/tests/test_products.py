@@ -63,15 +63,20 @@ def test_an_order_invalidates_the_cached_stock(gateway, http, new_product):
     assert after.json()["stock"] == 5
 
 
-def test_reads_survive_redis_stopping(stack, servers):
-    """A product instance whose Redis dies mid-test keeps answering 200 from PostgreSQL."""
-    redis = servers.start_redis("redis-doomed")
+def product_with_own_redis(stack, servers, name: str):
+    """A stand-alone product instance on a Redis of its own (to kill or restart): that Redis, its URL."""
+    redis = servers.start_redis(f"redis-{name}")
     product = servers.start_service(
         "product",
-        "product-noredis",
+        f"product-{name}",
         stack.service_env(SERVICE_REGISTRY="", REDIS_URL=f"redis://127.0.0.1:{redis.port}/0"),
     )
-    base = f"http://127.0.0.1:{product.port}"
+    return redis, f"http://127.0.0.1:{product.port}"
+
+
+def test_reads_survive_redis_stopping(stack, servers):
+    """A product instance whose Redis dies mid-test keeps answering 200 from PostgreSQL."""
+    redis, base = product_with_own_redis(stack, servers, "doomed")
     with requests.Session() as http:
         assert http.get(f"{base}/api/products/2", timeout=10).headers["X-Cache"] == "MISS"
         assert http.get(f"{base}/api/products/2", timeout=10).headers["X-Cache"] == "HIT"
@@ -94,13 +99,8 @@ def test_reads_survive_redis_stopping(stack, servers):
 
 def test_reads_return_to_redis_after_it_restarts(stack, servers):
     """Connections pooled before a Redis restart are dead: one failed read drops them all, then HITs again."""
-    redis = servers.start_redis("redis-restarted")
-    product = servers.start_service(
-        "product",
-        "product-redis-restart",
-        stack.service_env(SERVICE_REGISTRY="", REDIS_URL=f"redis://127.0.0.1:{redis.port}/0"),
-    )
-    base = f"http://127.0.0.1:{product.port}/api/products/3"
+    redis, base = product_with_own_redis(stack, servers, "restarted")
+    base += "/api/products/3"
     with ThreadPoolExecutor(max_workers=8) as pool:  # several connections pooled at once
         list(pool.map(lambda _: requests.get(base, timeout=10).status_code, range(32)))
     redis.kill()
