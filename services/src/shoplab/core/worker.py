@@ -217,11 +217,7 @@ class KeepAliveThreadWorker(base.Worker):
     def _handle_plain(self, request, body: bytes, client: socket.socket, addr: tuple, base_environ) -> bool:
         """Serve one plain request; returns whether the connection may carry another."""
         environ = plainhttp.build_environ(request, body, base_environ, client, addr)
-        self.nr += 1
-        if self.nr >= self.max_requests and self.alive:
-            self.log.info("Autorestarting worker after current request.")
-            self.alive = False
-        close = request.close or not self.alive or not self.cfg.keepalive
+        close = self._count_request() or request.close
         resp = plainhttp.PlainResponse(client, request.method, close)
         respiter = None
         try:
@@ -240,6 +236,14 @@ class KeepAliveThreadWorker(base.Worker):
                 respiter.close()
         return resp.keeps_alive()
 
+    def _count_request(self) -> bool:
+        """Count one request against max_requests; True when its connection must close after it."""
+        self.nr += 1
+        if self.nr >= self.max_requests and self.alive:
+            self.log.info("Autorestarting worker after current request.")
+            self.alive = False
+        return not self.alive or not self.cfg.keepalive
+
     def _set_busy(self, client: socket.socket, busy: bool) -> None:
         # No lock: only this connection's own thread removes its entry, so the key is there, and
         # replacing a value is one atomic dict operation that never changes the dict's size (twice per
@@ -255,11 +259,7 @@ class KeepAliveThreadWorker(base.Worker):
             request_start = datetime.now()
             resp, environ = wsgi.create(req, client, addr, server, self.cfg)
             environ["wsgi.multithread"] = True
-            self.nr += 1
-            if self.nr >= self.max_requests and self.alive:
-                self.log.info("Autorestarting worker after current request.")
-                self.alive = False
-            if not self.alive or not self.cfg.keepalive:
+            if self._count_request():
                 resp.force_close()
             respiter = self.wsgi(environ, resp.start_response)
             try:
