@@ -54,9 +54,44 @@ def test_services_without_a_database_do_not_read_its_password(monkeypatch, servi
     assert Config.from_env(service).database_url == ""
 
 
-def test_probe_reports_readiness(stack):
+def test_probe_reports_readiness(stack, monkeypatch):
     from shoplab.probe import main as probe
 
     assert probe([f"{stack.gateway_url}/ready"]) == 0
     assert probe([f"{stack.gateway_url}/api/products/999999999"]) == 1  # a 404 is not healthy
     assert probe(["http://127.0.0.1:9/ready", "--timeout", "1"]) == 1  # nothing listens there
+    monkeypatch.setenv("PORT", str(stack.gateway.port))
+    assert probe([]) == 0  # this instance's /ready, on $PORT
+    assert probe(["/health", "--timeout", "2"]) == 0
+    assert probe(["/api/products/999999999"]) == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--timeout"],
+        ["--timeout", "soon"],
+        ["--timeout", "0"],
+        ["shop"],
+        ["http://host:port/"],
+        ["/a", "/b"],
+        ["-v"],
+    ],
+)
+def test_probe_refuses_bad_arguments_with_a_usage_error(argv, capsys):
+    from shoplab.probe import main as probe
+
+    assert probe(argv) == 2
+    assert "usage: shoplab-probe" in capsys.readouterr().err
+
+
+def test_probe_reads_urls_paths_and_service_names(monkeypatch):
+    from shoplab.probe import resolve
+
+    monkeypatch.setenv("PORT", "5001")
+    assert resolve("") == ("127.0.0.1", 5001, "/ready")
+    assert resolve("/health") == ("127.0.0.1", 5001, "/health")
+    assert resolve("order") == ("127.0.0.1", 5002, "/ready")
+    assert resolve("http://172.21.0.20:5001/ready") == ("172.21.0.20", 5001, "/ready")
+    assert resolve("http://registry/services") == ("registry", 80, "/services")
+    assert resolve("http://[::1]:3000") == ("::1", 3000, "/")

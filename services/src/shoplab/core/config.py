@@ -6,7 +6,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-DEFAULT_PORTS = {"gateway": 3000, "registry": 5000, "product": 5001, "order": 5002}
+from shoplab import DEFAULT_PORTS
 
 
 def _env(name: str, default: str) -> str:
