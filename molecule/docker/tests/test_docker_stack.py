@@ -70,6 +70,35 @@ def test_every_container_healthy_and_counted(containers, instances, topology):
         assert compose_service == topology["shoplab_services"][service]["compose_service"]
 
 
+def test_app_healthchecks_are_the_probe_and_it_tells_200_from_the_rest(containers, topology):
+    for container in containers:
+        service = container["Config"]["Labels"]["org.shoplab.service"]
+        if topology["shoplab_services"][service]["kind"] != "app":
+            continue
+        port = topology["shoplab_services"][service]["port"]
+        ready = f"http://127.0.0.1:{port}/ready"
+        assert container["Config"]["Healthcheck"]["Test"] == ["CMD", "shoplab-probe", ready]
+        name = container["Name"].lstrip("/")
+        missing = subprocess.run(
+            ["docker", "exec", name, "shoplab-probe", f"http://127.0.0.1:{port}/no-such-page"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert missing.returncode == 1, (name, missing.stderr)
+        assert "HTTP 404" in missing.stderr
+        docker("exec", name, "shoplab-probe", ready)  # raises unless it exits 0
+
+
+def test_no_builder_stage_image_left_behind(containers):
+    # The multi-stage build leaves its builder stage untagged; the role removes it after each build.
+    assert (
+        docker("images", "-q", "--filter", "dangling=true", "--filter", "label=org.shoplab.stage=builder")
+        == ""
+    )
+
+
 def test_full_flow_through_the_gateway(containers, gateway_url, topology):
     listing = requests.get(f"{gateway_url}/api/products", timeout=10)
     assert listing.status_code == 200
