@@ -25,6 +25,18 @@ def test_a_line_is_one_json_object_with_the_request_fields():
     assert (parsed["upstream"], parsed["attempts"]) == ("product-1", 1)
 
 
+def test_any_path_and_field_value_comes_back_as_it_went_in():
+    log, stream = make_log(flush_seconds=0)
+    path = '/api/products/"quoted"\\back\tslash/\u00e9\u20ac\U0001f600\x7f\x01'
+    fields = {"upstream": None, "attempts": 2, "retried": True, "weight": 0.25, "cache": "HIT"}
+    log.record("PATCH", path, 503, time.perf_counter(), **fields)
+    parsed = json.loads(stream.getvalue())
+    assert parsed["path"] == path and parsed["method"] == "PATCH" and parsed["status"] == 503
+    assert {name: parsed[name] for name in fields} == fields
+    assert isinstance(parsed["ts"], float) and parsed["ms"] >= 0
+    assert stream.getvalue().isascii()  # one line, whatever the path held
+
+
 def test_lines_wait_in_the_buffer_until_flushed():
     log, stream = make_log(flush_seconds=600)
     for _ in range(5):
