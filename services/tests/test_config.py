@@ -85,6 +85,14 @@ def test_probe_refuses_bad_arguments_with_a_usage_error(argv, capsys):
     assert "usage: shoplab-probe" in capsys.readouterr().err
 
 
+def test_probe_refuses_a_port_that_is_not_a_number(monkeypatch, capsys):
+    from shoplab.probe import main as probe
+
+    monkeypatch.setenv("PORT", "http")
+    assert probe(["/health"]) == 2
+    assert "PORT='http' is not a port number" in capsys.readouterr().err
+
+
 def test_probe_reads_urls_paths_and_service_names(monkeypatch):
     from shoplab.probe import resolve
 

@@ -50,10 +50,9 @@ def resolve(target: str) -> tuple[str, int, str]:
     if not target.startswith(("http://", "/")):
         if target and target not in DEFAULT_PORTS:
             raise UsageError(f"{target!r} is not a URL, a path or a service ({', '.join(DEFAULT_PORTS)})")
-        port = DEFAULT_PORTS[target] if target else int(os.environ.get("PORT") or 8000)
-        return "127.0.0.1", port, "/ready"
+        return "127.0.0.1", DEFAULT_PORTS[target] if target else _own_port(), "/ready"
     if target.startswith("/"):
-        return "127.0.0.1", int(os.environ.get("PORT") or 8000), target
+        return "127.0.0.1", _own_port(), target
     authority, slash, path = target[len("http://") :].partition("/")
     host, port = authority, "80"
     if authority.startswith("["):  # [IPv6]:port
@@ -66,11 +65,21 @@ def resolve(target: str) -> tuple[str, int, str]:
     return host, int(port), (slash + path) or "/"
 
 
+def _own_port() -> int:
+    port = os.environ.get("PORT") or "8000"
+    if not port.isdigit():
+        raise UsageError(f"PORT={port!r} is not a port number")
+    return int(port)
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host  # an IPv6 address in a URL or a Host header
+
+
 def status_of(host: str, port: int, path: str, timeout: float) -> int:
     """The HTTP status code the server answers to GET path."""
-    host_header = f"[{host}]" if ":" in host else host
     with socket.create_connection((host, port), timeout=timeout) as sock:
-        request = f"GET {path} HTTP/1.0\r\nHost: {host_header}\r\nConnection: close\r\n\r\n"
+        request = f"GET {path} HTTP/1.0\r\nHost: {_bracketed(host)}\r\nConnection: close\r\n\r\n"
         sock.sendall(request.encode("latin-1"))
         head = b""
         while b"\r\n" not in head and len(head) < 1024:
@@ -92,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"shoplab-probe: {error}\n{USAGE}", file=sys.stderr)
         return 2
-    url = f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
+    url = f"http://{_bracketed(host)}:{port}{path}"
     try:
         code = status_of(host, port, path, timeout)
     except OSError as error:

@@ -77,7 +77,7 @@ class AccessLog:
         if not self.enabled:
             return
         # The line JsonFormatter would write, built as text: the fixed fields are encoded once (in
-        # __init__) and the rest one by one, 2.4 µs against 6.6 µs for json.dumps of the whole dict.
+        # __init__) and the rest one by one, 2.7 µs against 6.6 µs for json.dumps of the whole dict.
         ms = (time.perf_counter() - started) * 1000
         extra = "".join(f",{_json_str(name)}:{_json_value(value)}" for name, value in fields.items())
         text = (
