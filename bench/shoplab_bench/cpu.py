@@ -1,4 +1,9 @@
-"""CPU per process group, from /proc/<pid>/stat (utime + stime), sampled at the start and end of a case.
+"""CPU and context switches per process group, sampled at the start and end of a case.
+
+CPU: /proc/<pid>/stat (utime + stime, the whole process, threads that ended included). Context switches:
+voluntary + nonvoluntary of each thread (/proc/<pid>/task/<tid>/status), counted per thread; a thread that
+ends takes its count with it, so they are sampled inside a timed run (`SwitchWindow`), while the load
+tool's connections, and the threads serving them, are still open.
 
 Processes are sorted into a scope (which deployment they belong to) and a group (what they are):
   scope  floor   descendants of the benchmark runner (the loopback stack and nginx it started)
@@ -14,11 +19,14 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
+_SWITCHES = re.compile(r"^(?:non)?voluntary_ctxt_switches:\s+(\d+)$", re.MULTILINE)
 _SERVE = re.compile(r"shoplab[.-]serve\s+(gateway|product|order|registry)\b")
 _COMM_GROUPS = {
     "redis-server": "redis",
@@ -42,6 +50,23 @@ class Proc:
     ticks: int
     cmdline: str
     cgroup: str
+    switches: tuple[tuple[int, int], ...] = ()  # (thread id, context switches so far) per thread
+
+
+def read_switches(base: Path) -> tuple[tuple[int, int], ...]:
+    """(tid, voluntary + nonvoluntary context switches) of every thread of the process at `base`."""
+    found = []
+    try:
+        tasks = list((base / "task").iterdir())
+    except OSError:
+        return ()
+    for task in tasks:
+        try:
+            status = (task / "status").read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        found.append((int(task.name), sum(int(n) for n in _SWITCHES.findall(status))))
+    return tuple(sorted(found))
 
 
 def read_proc(pid: int, proc: Path = Path("/proc")) -> Proc | None:
@@ -56,7 +81,8 @@ def read_proc(pid: int, proc: Path = Path("/proc")) -> Proc | None:
     comm = stat[stat.index("(") + 1 : stat.rindex(")")]
     fields = stat[stat.rindex(")") + 2 :].split()
     # fields[0] is state (field 3); utime and stime are fields 14 and 15.
-    return Proc(pid, int(fields[1]), comm, int(fields[11]) + int(fields[12]), cmdline, cgroup)
+    ticks = int(fields[11]) + int(fields[12])
+    return Proc(pid, int(fields[1]), comm, ticks, cmdline, cgroup, read_switches(base))
 
 
 def snapshot(proc: Path = Path("/proc")) -> dict[int, Proc]:
@@ -122,3 +148,49 @@ def usage(before: dict[int, Proc], after: dict[int, Proc], classifier: Classifie
     return {
         scope: {g: round(s, 3) for g, s in sorted(groups.items())} for scope, groups in sorted(per.items())
     }
+
+
+def switches(before: dict[int, Proc], after: dict[int, Proc], classifier: Classifier) -> dict:
+    """Context switches per scope and group between two snapshots, thread by thread (new threads fully)."""
+    per = defaultdict(lambda: defaultdict(int))
+    for pid, end in after.items():
+        start = before.get(pid)
+        known = dict(start.switches) if start and start.comm == end.comm else {}
+        count = sum(n - known.get(tid, 0) for tid, n in end.switches)
+        if count > 0:
+            per[classifier.scope(end, after)][classifier.group(end)] += count
+    return {scope: dict(sorted(groups.items())) for scope, groups in sorted(per.items())}
+
+
+class SwitchWindow:
+    """Context switches between `start_s` and `end_s` seconds into a timed run, sampled in a thread."""
+
+    def __init__(self, classifier: Classifier, start_s: float, end_s: float) -> None:
+        self.classifier, self.start_s, self.end_s = classifier, start_s, end_s
+        self._result: dict | None = None
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    @classmethod
+    def for_run(cls, classifier: Classifier, duration_s: float | None) -> SwitchWindow | None:
+        """The steady part of a run of `duration_s` (connections open, none closing yet); None: untimed."""
+        if not duration_s or duration_s < 2:
+            return None
+        edge = min(0.5, duration_s / 4)
+        return cls(classifier, edge, duration_s - edge)
+
+    def start(self) -> SwitchWindow:
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        began = time.monotonic()
+        time.sleep(self.start_s)
+        first, t0 = snapshot(), time.monotonic()
+        time.sleep(max(0.0, self.end_s - (t0 - began)))
+        second, t1 = snapshot(), time.monotonic()
+        self._result = {"seconds": round(t1 - t0, 3), "counts": switches(first, second, self.classifier)}
+
+    def result(self, timeout_s: float = 10) -> dict | None:
+        """{"seconds": window length, "counts": {scope: {group: n}}}, or None if sampling did not finish."""
+        self._thread.join(timeout_s)
+        return self._result

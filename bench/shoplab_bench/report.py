@@ -181,13 +181,7 @@ def _why_docker(rows: list[dict], notes: dict | None, say) -> None:
                 f"**{mode} vs loopback**: the same gateway in {mode} serves {r:.2f}x what it serves on "
                 "loopback (veth + bridge + routing + conntrack/iptables vs lo; and the lab's logging path)."
             )
-    r = ratio(median_rps(nat), median_rps(find(rows, "netns", "gateway", "products")))
-    if r is not None:
-        say(
-            f"**docker vs netns (no userland proxy)**: {r:.2f}x. Both are veth + Linux bridge; what differs "
-            "is the Compose CPU limits (see the roles' settings), where logs go (journald vs dockerd's "
-            "json-file) and the extra iptables/NAT rules Docker installs."
-        )
+    _why_docker_vs_netns(rows, say)
     limits = {k: float(v) for k, v in ((notes or {}).get("docker_cpu_limits") or {}).items() if float(v) > 0}
     if limits and nat:
         used = nat["cpu_percent"].get("gateway")
@@ -197,6 +191,46 @@ def _why_docker(rows: list[dict], notes: dict | None, say) -> None:
             f" {used if used is not None else '?'} % of one core during GET /api/products"
             + (" - it ran into its cap, so docker mode measures the limit, not the network path." if capped
                else "."))  # fmt: skip
+
+
+def _per_request(row: dict | None, groups: tuple[str, ...]) -> tuple[float | None, float | None]:
+    """(context switches, ms of CPU) per request summed over `groups` of a row, None where not sampled."""
+    if not row:
+        return None, None
+    counts = [row["switches_per_request"][g] for g in groups if g in row.get("switches_per_request", {})]
+    cpu = [ms for ms in (cpu_ms_per_request(row, g) for g in groups) if ms is not None]
+    return (sum(counts) if counts else None), (sum(cpu) if cpu else None)
+
+
+_CGROUPS_WHY = (
+    " Both are veth + Linux bridge and the load tool runs in this host's own CPU cgroup for both; what"
+    " differs is the services' cgroups: Docker gives every container a CPU cgroup of its own and the"
+    " scheduler picks a group before a task, so each hand-off between gateway, product and Redis crosses"
+    " groups (more wake-ups and migrations), while the netns services share one (here the lab-host"
+    " container's)."
+)
+
+
+def _why_docker_vs_netns(rows: list[dict], say) -> None:
+    """Same veth + bridge path, same load host: what is left is how the scheduler sees the processes."""
+    cases = (
+        ("gateway", ("gateway", "product"), "the gateway and the product instances", "(no userland proxy)"),
+        ("direct", ("product",), "the product instance", "(one product instance)"),
+    )
+    for path, groups, label, title in cases:
+        netns, docker = find(rows, "netns", path, "products"), find(rows, "docker", path, "products")
+        r = ratio(median_rps(docker), median_rps(netns))
+        if r is None:
+            continue
+        (sw_n, cpu_n), (sw_d, cpu_d) = _per_request(netns, groups), _per_request(docker, groups)
+        measured = ""
+        if sw_n and sw_d:
+            measured = f" Per request {label} switched context {sw_d:.1f} times in docker vs {sw_n:.1f}"
+            cpu = f" and burnt {cpu_d:.2f} vs {cpu_n:.2f} ms of CPU" if cpu_n and cpu_d else ""
+            measured += f" in netns{cpu}."
+        # The cgroup explanation only where the numbers show it: more switches per request in docker.
+        why_text = _CGROUPS_WHY if path == "gateway" and sw_n and sw_d and sw_d > 1.1 * sw_n else ""
+        say(f"**docker vs netns {title}**: {r:.2f}x.{measured}{why_text}")
 
 
 def _why_caching(rows: list[dict], say) -> None:

@@ -111,7 +111,12 @@ def run_case(case: dict, target: dict, load: tools.Load, classifier: cpu.Classif
     guard_target(target)  # every case, right before its load: a bridge may have gone since the last one
     nonce = uuid.uuid4().hex[:12]
     argv = argv_for(case, target, load, nonce)
+    # Context switches are sampled inside the run (cpu.SwitchWindow): once the tool closes its
+    # connections, the threads that served them are gone, and their counts with them.
+    window = cpu.SwitchWindow.for_run(classifier, tools.duration_of(argv, load))
     before, busy0 = cpu.snapshot(), cpu.machine_ticks()
+    if window:
+        window.start()
     ran = tools.run(target["prefix"], argv, tools.limit_for(argv, load))
     after, busy1 = cpu.snapshot(), cpu.machine_ticks()
     record = {
@@ -124,6 +129,7 @@ def run_case(case: dict, target: dict, load: tools.Load, classifier: cpu.Classif
         "load_tool_cpu_s": ran.tool_cpu_s,
         "machine_busy": round((busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), 3),
         "cpu_s": cpu.usage(before, after, classifier),
+        "switches": window.result() if window else None,
         "output": ran.output,
     }
     try:

@@ -19,6 +19,35 @@ def _stats(values: list[float]) -> dict | None:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
+def _cpu_percent(runs: list[dict]) -> dict[str, float]:
+    """% of one core per group of the run's mode (engine and load tool included), median over runs."""
+    per_group: dict[str, list[float]] = defaultdict(list)
+    for run in runs:
+        res = run.get("result") or {}
+        wall = res.get("duration_s") or run["wall_s"]
+        scoped = dict(run["cpu_s"].get(run["mode"], {}))
+        for name, seconds in run["cpu_s"].get("engine", {}).items():
+            scoped[name] = scoped.get(name, 0) + seconds
+        if run.get("load_tool_cpu_s") is not None:
+            scoped["load tool"] = run["load_tool_cpu_s"]
+        for name, seconds in scoped.items():
+            per_group[name].append(100 * seconds / wall if wall else 0)
+    return {k: round(statistics.median(v), 1) for k, v in sorted(per_group.items())}
+
+
+def _switches_per_request(runs: list[dict]) -> dict[str, float]:
+    """Context switches per request per group of the run's mode (sampled over a window inside the run,
+    at the run's mean rate), median over the runs that answered."""
+    per_group: dict[str, list[float]] = defaultdict(list)
+    for run in runs:
+        window, rps = run.get("switches") or {}, (run.get("result") or {}).get("rps")
+        if not window.get("seconds") or not rps:
+            continue
+        for name, count in window["counts"].get(run["mode"], {}).items():
+            per_group[name].append(count / (window["seconds"] * rps))
+    return {k: round(statistics.median(v), 2) for k, v in sorted(per_group.items())}
+
+
 def aggregate(cases: list[dict]) -> list[dict]:
     """One row per (target, endpoint, tool): rps and latency medians [min-max], totals of failures."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -31,17 +60,6 @@ def aggregate(cases: list[dict]) -> list[dict]:
         # latency come from the clean runs only; failures are still counted below.
         clean = [r for r in answered if not r["non_2xx"] and not r["errors"]]
         results = clean or answered
-        cpu_groups: dict[str, list[float]] = defaultdict(list)
-        for run in runs:
-            res = run.get("result") or {}
-            wall = res.get("duration_s") or run["wall_s"]
-            scoped = dict(run["cpu_s"].get(run["mode"], {}))
-            for name, seconds in run["cpu_s"].get("engine", {}).items():
-                scoped[name] = scoped.get(name, 0) + seconds
-            if run.get("load_tool_cpu_s") is not None:
-                scoped["load tool"] = run["load_tool_cpu_s"]
-            for name, seconds in scoped.items():
-                cpu_groups[name].append(100 * seconds / wall if wall else 0)
         latency = {
             k: _stats([r["latency_ms"].get(k) for r in results]) for k in ("mean", "p50", "p90", "p99")
         }
@@ -54,7 +72,8 @@ def aggregate(cases: list[dict]) -> list[dict]:
             "requests": sum(r["requests"] for r in answered),
             "non_2xx": sum(r["non_2xx"] for r in answered),
             "errors": sum(r["errors"] for r in answered),
-            "cpu_percent": {k: round(statistics.median(v), 1) for k, v in sorted(cpu_groups.items())},
+            "cpu_percent": _cpu_percent(runs),
+            "switches_per_request": _switches_per_request(runs),
             "machine_busy": _stats([r.get("machine_busy") for r in runs]),
             "command": runs[0]["command"],
         })  # fmt: skip

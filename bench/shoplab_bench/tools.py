@@ -72,6 +72,11 @@ def ab_argv(load: Load, base_url: str, endpoint: str, keep_alive: bool) -> list[
     return [*argv, base_url + path]
 
 
+def duration_of(argv: Sequence[str], load: Load) -> int | None:
+    """Seconds a tool runs for when its run is timed (wrk, hey); None for ab (a number of requests)."""
+    return {"wrk": load.duration_s, "hey": load.hey_duration_s}.get(argv[0])
+
+
 def limit_for(argv: Sequence[str], load: Load) -> int:
     """Seconds `timeout` allows the tool: its duration plus slack (ab: bounded by its request timeout)."""
     tool = argv[0]

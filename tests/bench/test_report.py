@@ -11,7 +11,7 @@ from shoplab_bench.parse import PARSERS
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-def record(target, endpoint, tool, fixture, *, round_no=1, cpu=None):
+def record(target, endpoint, tool, fixture, *, round_no=1, cpu=None, switches=None):
     mode, path = target.split("-", 1)
     result = PARSERS[tool.split()[0]]((FIXTURES / fixture).read_text())
     return {
@@ -20,6 +20,7 @@ def record(target, endpoint, tool, fixture, *, round_no=1, cpu=None):
         "load_tool_cpu_s": 0.5, "machine_busy": 0.9, "ok": True, "result": result,
         "cpu_s": cpu or {mode: {"gateway": 1.5, "product": 1.2, "redis": 0.1},
                          "engine": {"docker-proxy": 0.4}},
+        "switches": {"seconds": result["duration_s"], "counts": switches} if switches else None,
     }  # fmt: skip
 
 
@@ -87,6 +88,37 @@ def test_why_is_computed_from_the_numbers(sample):
     assert "25 %" in hop
     proxy = next(line for line in lines if "docker-proxy" in line)
     assert "of the throughput of the container address" in proxy
+
+
+def _gateway_cases(netns_switches: dict, docker_switches: dict) -> list[dict]:
+    return [
+        record("netns-gateway", "products", "wrk", "wrk_get_products.txt", switches=netns_switches),
+        record("docker-gateway", "products", "wrk", "wrk_post_orders.txt", switches=docker_switches),
+    ]
+
+
+def test_context_switches_per_request_and_what_they_explain():
+    # 3696 requests in netns, 1827 in docker (the fixtures); gateway + product switches per request.
+    cases = _gateway_cases(
+        {"netns": {"gateway": 3696 * 2, "product": 3696 * 2}},
+        {"docker": {"gateway": 1827 * 4, "product": 1827 * 5}, "netns": {"gateway": 10**6}},
+    )
+    rows = summary.aggregate(cases)
+    assert summary.find(rows, "netns", "gateway", "products")["switches_per_request"] == {
+        "gateway": 2.0, "product": 2.0}  # fmt: skip
+    # Only the run's own mode counts (the netns scope seen during a docker case is another stack).
+    assert summary.find(rows, "docker", "gateway", "products")["switches_per_request"] == {
+        "gateway": 4.0, "product": 5.0}  # fmt: skip
+    line = next(line for line in report.why(rows) if "docker vs netns (no userland proxy)" in line)
+    assert "switched context 9.0 times in docker vs 4.0 in netns" in line
+    assert "CPU cgroup of its own" in line
+
+
+def test_no_cgroup_explanation_when_docker_does_not_switch_more():
+    cases = _gateway_cases({"netns": {"gateway": 3696 * 3}}, {"docker": {"gateway": 1827 * 3}})
+    line = next(line for line in report.why(summary.aggregate(cases)) if "docker vs netns" in line)
+    assert "3.0 times in docker vs 3.0 in netns" in line
+    assert "cgroup" not in line
 
 
 def test_cpu_per_request(sample):

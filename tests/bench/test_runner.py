@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from shoplab_bench import cpu, runner, tools
 
@@ -72,6 +75,45 @@ def test_cpu_groups_and_scopes():
     assert used["docker"] == {"product": round(70 / ticks, 3)}
     assert used["engine"] == {"docker-proxy": round(90 / ticks, 3)}
     assert used["other"] == {"other": round(500 / ticks, 3)}
+
+
+def test_context_switches_are_counted_thread_by_thread():
+    me = os.getpid()
+    gateway = "/venv/bin/python -m shoplab.serve gateway"
+    before = {
+        10: cpu.Proc(10, me, "python", 0, gateway, "8:pids:/user", ((10, 5), (11, 100), (12, 40))),
+        30: cpu.Proc(30, 1, "python3", 0, "shoplab-serve product", "8:pids:/docker/feed", ((30, 7),)),
+    }  # fmt: skip
+    after = {
+        # thread 11 went on (+20), thread 12 ended (its count is gone, not negative), thread 13 is new (+9)
+        10: cpu.Proc(10, me, "python", 0, gateway, "8:pids:/user", ((10, 6), (11, 120), (13, 9))),
+        30: cpu.Proc(30, 1, "python3", 0, "shoplab-serve product", "8:pids:/docker/feed", ((30, 7),)),
+        # a process born during the case counts fully
+        31: cpu.Proc(31, 30, "python3", 0, "shoplab-serve product", "8:pids:/docker/feed", ((31, 4),)),
+    }  # fmt: skip
+    classifier = cpu.Classifier(runner_pid=me, docker_ids=frozenset({"feed"}))
+    assert cpu.switches(before, after, classifier) == {"docker": {"product": 4}, "floor": {"gateway": 30}}
+
+
+def test_context_switches_of_this_process_are_read():
+    threads = dict(cpu.read_switches(Path(f"/proc/{os.getpid()}")))
+    assert os.getpid() in threads  # the main thread's id is the pid
+    assert all(count >= 0 for count in threads.values())
+    assert cpu.snapshot()[os.getpid()].switches
+
+
+def test_switch_window_samples_inside_a_timed_run():
+    classifier = cpu.Classifier(runner_pid=os.getpid())
+    assert cpu.SwitchWindow.for_run(classifier, None) is None  # ab: a number of requests, not a duration
+    # A child that sleeps 5 ms at a time for 3 s switches context ~100 times a second.
+    child = subprocess.Popen([sys.executable, "-c", "import time\nfor _ in range(600): time.sleep(0.005)"])
+    try:
+        result = cpu.SwitchWindow.for_run(classifier, 2).start().result()
+    finally:
+        child.kill()
+        child.wait()
+    assert 0.9 <= result["seconds"] <= 1.5  # 0.5 s .. 1.5 s into the run
+    assert result["counts"]["floor"]["other"] >= 50
 
 
 def test_cpu_snapshot_reads_this_process():
