@@ -69,7 +69,8 @@ def read_switches(base: Path) -> tuple[tuple[int, int], ...]:
     return tuple(sorted(found))
 
 
-def read_proc(pid: int, proc: Path = Path("/proc")) -> Proc | None:
+def read_proc(pid: int, proc: Path = Path("/proc"), threads: bool = False) -> Proc | None:
+    """One process; `threads`: also its threads' context switches (a file per thread, so only on demand)."""
     base = proc / str(pid)
     try:
         stat = (base / "stat").read_text()
@@ -82,14 +83,14 @@ def read_proc(pid: int, proc: Path = Path("/proc")) -> Proc | None:
     fields = stat[stat.rindex(")") + 2 :].split()
     # fields[0] is state (field 3); utime and stime are fields 14 and 15.
     ticks = int(fields[11]) + int(fields[12])
-    return Proc(pid, int(fields[1]), comm, ticks, cmdline, cgroup, read_switches(base))
+    return Proc(pid, int(fields[1]), comm, ticks, cmdline, cgroup, read_switches(base) if threads else ())
 
 
-def snapshot(proc: Path = Path("/proc")) -> dict[int, Proc]:
+def snapshot(proc: Path = Path("/proc"), threads: bool = False) -> dict[int, Proc]:
     found = {}
     for entry in proc.iterdir():
         if entry.name.isdigit():
-            info = read_proc(int(entry.name), proc)
+            info = read_proc(int(entry.name), proc, threads)
             if info:
                 found[info.pid] = info
     return found
@@ -135,31 +136,36 @@ class Classifier:
         return "other"
 
 
-def usage(before: dict[int, Proc], after: dict[int, Proc], classifier: Classifier) -> dict:
-    """CPU-seconds per scope and group between two snapshots (processes born in between count fully)."""
-    per = defaultdict(lambda: defaultdict(float))
-    for pid, end in after.items():
-        start = before.get(pid)
-        base = start.ticks if start and start.comm == end.comm else 0
-        used = (end.ticks - base) / TICKS
-        if used <= 0:
-            continue
-        per[classifier.scope(end, after)][classifier.group(end)] += used
-    return {
-        scope: {g: round(s, 3) for g, s in sorted(groups.items())} for scope, groups in sorted(per.items())
-    }
+def _per_group(before: dict[int, Proc], after: dict[int, Proc], classifier: Classifier, amount) -> dict:
+    """amount(start or None, end) of every process in `after`, summed per scope and group (positive only).
 
-
-def switches(before: dict[int, Proc], after: dict[int, Proc], classifier: Classifier) -> dict:
-    """Context switches per scope and group between two snapshots, thread by thread (new threads fully)."""
+    `start` is None for a process born between the snapshots (or a pid reused by another program)."""
     per = defaultdict(lambda: defaultdict(int))
     for pid, end in after.items():
         start = before.get(pid)
-        known = dict(start.switches) if start and start.comm == end.comm else {}
-        count = sum(n - known.get(tid, 0) for tid, n in end.switches)
-        if count > 0:
-            per[classifier.scope(end, after)][classifier.group(end)] += count
+        value = amount(start if start and start.comm == end.comm else None, end)
+        if value > 0:
+            per[classifier.scope(end, after)][classifier.group(end)] += value
     return {scope: dict(sorted(groups.items())) for scope, groups in sorted(per.items())}
+
+
+def usage(before: dict[int, Proc], after: dict[int, Proc], classifier: Classifier) -> dict:
+    """CPU-seconds per scope and group between two snapshots (processes born in between count fully)."""
+    ticks = _per_group(
+        before, after, classifier, lambda start, end: end.ticks - (start.ticks if start else 0)
+    )
+    return {scope: {g: round(t / TICKS, 3) for g, t in groups.items()} for scope, groups in ticks.items()}
+
+
+def switches(before: dict[int, Proc], after: dict[int, Proc], classifier: Classifier) -> dict:
+    """Context switches per scope and group between two snapshots (taken with threads=True), thread by
+    thread (new threads count fully)."""
+
+    def count(start: Proc | None, end: Proc) -> int:
+        known = dict(start.switches) if start else {}
+        return sum(n - known.get(tid, 0) for tid, n in end.switches)
+
+    return _per_group(before, after, classifier, count)
 
 
 class SwitchWindow:
@@ -185,9 +191,9 @@ class SwitchWindow:
     def _sample(self) -> None:
         began = time.monotonic()
         time.sleep(self.start_s)
-        first, t0 = snapshot(), time.monotonic()
+        first, t0 = snapshot(threads=True), time.monotonic()
         time.sleep(max(0.0, self.end_s - (t0 - began)))
-        second, t1 = snapshot(), time.monotonic()
+        second, t1 = snapshot(threads=True), time.monotonic()
         self._result = {"seconds": round(t1 - t0, 3), "counts": switches(first, second, self.classifier)}
 
     def result(self, timeout_s: float = 10) -> dict | None:

@@ -79,12 +79,8 @@ def duration_of(argv: Sequence[str], load: Load) -> int | None:
 
 def limit_for(argv: Sequence[str], load: Load) -> int:
     """Seconds `timeout` allows the tool: its duration plus slack (ab: bounded by its request timeout)."""
-    tool = argv[0]
-    if tool == "wrk":
-        return load.duration_s + 15
-    if tool == "hey":
-        return load.hey_duration_s + 15
-    return min(120, 30 + load.ab_timeout_s * 2)
+    duration = duration_of(argv, load)
+    return duration + 15 if duration is not None else min(120, 30 + load.ab_timeout_s * 2)
 
 
 @dataclass
