@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import requests
 
 # Short intervals so expiry and re-registration are observable within seconds.
@@ -16,3 +18,31 @@ def assert_problem(response: requests.Response, status: int) -> dict:
     assert body["status"] == status
     assert body["title"]
     return body
+
+
+def request_on(sock: socket.socket, path: str = "/health") -> bytes:
+    """Send one request, read exactly one response (head and Content-Length body) off the socket."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: lab\r\n\r\n".encode())
+    return read_response(sock)
+
+
+def read_response(sock: socket.socket, data: bytes = b"") -> bytes:
+    """Read exactly one response (head and Content-Length body) off the socket; `data`: bytes read already.
+    What the socket delivered beyond it is lost, so use it where nothing follows unasked."""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body

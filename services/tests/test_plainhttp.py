@@ -108,7 +108,7 @@ def test_the_environ_is_the_one_gunicorn_builds(raw):
 def answer(method: str, status: str, headers: list, parts: list, close: bool = False) -> tuple[bytes, bool]:
     ours, peer = socket.socketpair()
     with ours, peer:
-        response = plainhttp.PlainResponse(ours, method, close)
+        response = plainhttp.PlainResponse(ours.sendall, method, close)
         response.start_response(status, headers)
         response.send(parts)
         ours.shutdown(socket.SHUT_WR)

@@ -10,28 +10,8 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from helpers import FAST_ENV
+from helpers import FAST_ENV, request_on
 from shoplab.devtools.servers import LOOPBACK
-
-
-def request_on(sock: socket.socket, path: str = "/health") -> bytes:
-    """Send one request, read exactly one response (head and Content-Length body) off the socket."""
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: lab\r\n\r\n".encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":")[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    while len(body) < length:
-        body += sock.recv(65536)
-    return data
 
 
 def access_lines(log_text: str) -> list[dict]:

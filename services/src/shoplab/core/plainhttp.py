@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 
@@ -156,8 +157,9 @@ class PlainResponse:
     """start_response and write for one request, with gunicorn's Response rules for the application's
     status and headers (validated, hop-by-hop ones dropped, Content-Length honoured, chunked otherwise)."""
 
-    def __init__(self, sock, method: str, close: bool):
-        self.sock = sock
+    def __init__(self, send: Callable[[bytes], None], method: str, close: bool):
+        """`send`: takes each piece of the answer (a socket's sendall, or a list's append)."""
+        self.send_bytes = send
         self.method = method
         self.close_after = close
         self.status: str | None = None
@@ -231,7 +233,7 @@ class PlainResponse:
             payload = self._head() + payload
             self.headers_sent = True
         if payload:
-            self.sock.sendall(payload)
+            self.send_bytes(payload)
 
     def send(self, body) -> None:
         """Send the application's whole answer; a one-part body leaves in a single send with the head."""
@@ -239,10 +241,10 @@ class PlainResponse:
             self.write(part)
         tail = b"0\r\n\r\n" if self.chunked else b""
         if not self.headers_sent:
-            self.sock.sendall(self._head() + tail)
+            self.send_bytes(self._head() + tail)
             self.headers_sent = True
         elif tail:
-            self.sock.sendall(tail)
+            self.send_bytes(tail)
 
     def keeps_alive(self) -> bool:
         # An application that promised more bytes than it sent leaves the client waiting: close.

@@ -105,9 +105,17 @@ class KeepAliveThreadWorker(base.Worker):
             if error.errno in (errno.ECONNABORTED, errno.EPROTO):
                 return
             raise
+        self._serve_on_thread(listener, client, addr)
+
+    def _serve_on_thread(
+        self, listener: socket.socket, client: socket.socket, addr, buffered: bytes = b""
+    ) -> None:
+        """Give `client` a thread of its own; `buffered`: bytes already read from it (a request's start)."""
         with self._lock:
             self._connections[client] = False
-        thread = threading.Thread(target=self._serve_connection, args=(listener, client, addr), daemon=True)
+        thread = threading.Thread(
+            target=self._serve_connection, args=(listener, client, addr, buffered), daemon=True
+        )
         try:
             thread.start()
         except RuntimeError as error:  # out of threads (a pids limit): refuse this one, keep serving
@@ -134,7 +142,9 @@ class KeepAliveThreadWorker(base.Worker):
 
     # --- one thread per connection --------------------------------------------------------------
 
-    def _serve_connection(self, listener: socket.socket, client: socket.socket, addr) -> None:
+    def _serve_connection(
+        self, listener: socket.socket, client: socket.socket, addr, buffered: bytes = b""
+    ) -> None:
         req = None
         try:
             client.setblocking(True)
@@ -146,7 +156,7 @@ class KeepAliveThreadWorker(base.Worker):
 
                 client = sock.ssl_wrap_socket(client, self.cfg)
             server = listener.getsockname()
-            parser = self._gunicorn_parser_after_plain(client, addr, server)
+            parser = self._gunicorn_parser_after_plain(client, addr, server, buffered)
             for req in parser or ():
                 self._set_busy(client, True)
                 keep_alive = self._handle_request(req, client, addr, server)
@@ -170,11 +180,11 @@ class KeepAliveThreadWorker(base.Worker):
                 self._connections.pop(client, None)
             util.close(client)
 
-    def _gunicorn_parser_after_plain(self, client: socket.socket, addr, server):
+    def _gunicorn_parser_after_plain(self, client: socket.socket, addr, server, buffered: bytes):
         """Serve plain requests first; then gunicorn's parser from the first one that is not (None: done)."""
-        handover = b""
+        handover = buffered
         if self._plain_http and isinstance(addr, tuple) and isinstance(server, tuple):
-            handover = self._serve_plain(client, addr, server)
+            handover = self._serve_plain(client, addr, server, buffered)
             if handover is None:
                 return None
         parser = http.get_parser(self.cfg, client, addr)
@@ -182,11 +192,10 @@ class KeepAliveThreadWorker(base.Worker):
             parser.unreader.unread(handover)  # gunicorn parses from the request we did not take
         return parser
 
-    def _serve_plain(self, client: socket.socket, addr: tuple, server: tuple) -> bytes | None:
+    def _serve_plain(self, client: socket.socket, addr: tuple, server: tuple, buffer: bytes) -> bytes | None:
         """Serve plain requests until the connection ends (None) or one is not plain: then return the
         bytes read so far, from that request's first byte on, for gunicorn's parser."""
         base_environ = plainhttp.listener_environ(self._gunicorn_environ, server)
-        buffer = b""
         while True:
             end = buffer.find(b"\r\n\r\n")
             while end < 0:
@@ -218,7 +227,7 @@ class KeepAliveThreadWorker(base.Worker):
         """Serve one plain request; returns whether the connection may carry another."""
         environ = plainhttp.build_environ(request, body, base_environ, client, addr)
         close = self._count_request() or request.close
-        resp = plainhttp.PlainResponse(client, request.method, close)
+        resp = plainhttp.PlainResponse(client.sendall, request.method, close)
         respiter = None
         try:
             respiter = self.wsgi(environ, resp.start_response)

@@ -59,9 +59,24 @@ class Balancer:
                 lookup.lock.release()
         return lookup
 
-    def candidates(self, service: str) -> list[Instance]:
-        """Instances to try, in order: round-robin start; ejected ones only if nothing else is left."""
-        lookup = self._lookup(service)
+    def looked_up(self, service: str) -> bool:
+        """Whether the registry has been asked for `service` yet (successfully or not)."""
+        lookup = self._lookups.get(service)
+        return lookup is not None and lookup.fetched_at > float("-inf")
+
+    def stale(self, service: str) -> bool:
+        lookup = self._lookups.get(service)
+        return lookup is None or time.monotonic() - lookup.fetched_at >= self.lookup_ttl
+
+    def refresh(self, service: str) -> None:
+        """Ask the registry now if the list is stale (blocking: the event loop calls it on a thread)."""
+        self._lookup(service)
+
+    def candidates(self, service: str, refresh: bool = True) -> list[Instance]:
+        """Instances to try, in order: round-robin start; ejected ones only if nothing else is left.
+
+        refresh=False: never ask the registry here, use the list as it is (the event loop's way)."""
+        lookup = self._lookup(service) if refresh else self._lookups.setdefault(service, _Lookup())
         instances = lookup.instances
         if not instances:
             return []

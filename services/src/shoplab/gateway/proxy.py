@@ -9,15 +9,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import quote
 
 from shoplab.core.config import Config
 from shoplab.core.logs import log_request
 from shoplab.core.problems import PROBLEM_CONTENT_TYPE, drain_body, problem_body
+from shoplab.core.registry_client import Instance
 from shoplab.gateway.admission import FifoGate
 from shoplab.gateway.balancer import Balancer
-from shoplab.gateway.upstream import Broken, ConnectionPool, NotReached, UpstreamRequest
+from shoplab.gateway.upstream import Broken, ConnectionPool, NotReached, UpstreamRequest, UpstreamResponse
 
 log = logging.getLogger("shoplab.gateway.proxy")
 
@@ -54,6 +56,27 @@ def route(path: str) -> str | None:
     return None
 
 
+@dataclass
+class Outcome:
+    """What the client gets for one proxied request."""
+
+    status: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    upstream: str | None = None  # the instance that answered
+    attempts: int = 0
+
+
+@dataclass
+class Plan:
+    """A proxied request ready to go: its service, the upstream request, and the instances to try."""
+
+    service: str
+    path: str
+    outgoing: UpstreamRequest
+    candidates: list[Instance]
+
+
 class Proxy:
     def __init__(self, app: Callable, config: Config, balancer: Balancer):
         self.app = app
@@ -68,31 +91,46 @@ class Proxy:
         if service is None:
             return self.app(environ, start_response)
         started = time.perf_counter()
-        method = environ["REQUEST_METHOD"]
-        path = environ.get("PATH_INFO", "")
         slot: list = []  # the gate's slot, when one was taken: held until the answer has been sent
-        status, headers, body, upstream, attempts = self._proxy(service, environ, slot)
-        answer = Answer(body, slot[0] if slot else None)
+        outcome = self._proxy(service, environ, slot)
+        answer = Answer(outcome.body, slot[0] if slot else None)
         try:
-            start_response(status, headers)
+            start_response(outcome.status, outcome.headers)
         except BaseException:
             answer.close()
             raise
-        log_request(method, path, int(status[:3]), started, upstream=upstream, attempts=attempts)
+        self.log(environ, outcome, started)
         return answer
 
-    def _problem(self, status: int, detail: str, path: str, extra_headers=()) -> tuple:
-        body = problem_body(status, detail, instance=path)
-        headers = [("Content-Type", PROBLEM_CONTENT_TYPE), ("Content-Length", str(len(body))), *extra_headers]
-        return f"{status} {HTTPStatus(status).phrase}", headers, body
+    @staticmethod
+    def log(environ: dict, outcome: Outcome, started: float) -> None:
+        path = environ.get("PATH_INFO", "")
+        status = int(outcome.status[:3])
+        log_request(
+            environ["REQUEST_METHOD"],
+            path,
+            status,
+            started,
+            upstream=outcome.upstream,
+            attempts=outcome.attempts,
+        )
 
-    def _proxy(self, service: str, environ: dict, slot: list) -> tuple[str, list, bytes, str | None, int]:
+    def problem(self, status: int, detail: str, path: str, retry_after: bool = False) -> Outcome:
+        body = problem_body(status, detail, instance=path)
+        headers = [("Content-Type", PROBLEM_CONTENT_TYPE), ("Content-Length", str(len(body)))]
+        if retry_after:
+            headers.append(("Retry-After", "1"))
+        return Outcome(f"{status} {HTTPStatus(status).phrase}", headers, body)
+
+    def plan(self, service: str, environ: dict, candidates: list[Instance] | None = None) -> Plan | Outcome:
+        """The request ready to forward, or the problem that answers it at once (413, 503).
+
+        `candidates`: instances the caller looked up already (the event loop looks up off its thread)."""
         path = environ.get("PATH_INFO", "")
         body = self._read_body(environ)
         if body is None:
             limit = self.config.max_content_length
-            return (*self._problem(413, f"The body is larger than {limit} bytes.", path), None, 0)
-
+            return self.problem(413, f"The body is larger than {limit} bytes.", path)
         method = environ["REQUEST_METHOD"]
         outgoing = UpstreamRequest(
             method,
@@ -102,70 +140,45 @@ class Proxy:
             # A GET, or a POST the client made idempotent, may be sent twice without harm.
             may_resend=method in SAFE_METHODS or "HTTP_IDEMPOTENCY_KEY" in environ,
         )
-
-        candidates = self.balancer.candidates(service)
+        if candidates is None:
+            candidates = self.balancer.candidates(service)
         if not candidates:
             detail = f"No healthy instance of the {service} service is registered."
-            return (*self._problem(503, detail, path, [("Retry-After", "1")]), None, 0)
+            return self.problem(503, detail, path, retry_after=True)
+        return Plan(service, path, outgoing, candidates)
 
+    def saturated(self, plan: Plan) -> Outcome:
+        detail = f"The {plan.service} service is saturated: no slot freed within the queue timeout."
+        return self.problem(503, detail, plan.path, retry_after=True)
+
+    def _proxy(self, service: str, environ: dict, slot: list) -> Outcome:
+        plan = self.plan(service, environ)
+        if isinstance(plan, Outcome):
+            return plan
         gate = self.gates.get(service)
         if gate is None:
-            return self._forward(service, path, method, outgoing, candidates)
+            return self._forward(plan)
         if not gate.enter(self.config.gateway_queue_timeout):
-            detail = f"The {service} service is saturated: no slot freed within the queue timeout."
-            return (*self._problem(503, detail, path, [("Retry-After", "1")]), None, 0)
+            return self.saturated(plan)
         try:
-            answer = self._forward(service, path, method, outgoing, candidates)
+            outcome = self._forward(plan)
         except BaseException:
             gate.leave()
             raise
         slot.append(gate.leave)
-        return answer
+        return outcome
 
-    def _forward(
-        self, service: str, path: str, method: str, outgoing: UpstreamRequest, candidates: list
-    ) -> tuple:
-        deadline = time.monotonic() + self.config.gateway_total_timeout
-        failure = None
-        attempts = 0
-        for instance in candidates[:2]:  # the first choice, and one retry elsewhere
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            attempts += 1
+    def _forward(self, plan: Plan) -> Outcome:
+        attempts = Attempts(self, plan)
+        while (step := attempts.next()) is not None:
+            instance, timeout = step
             try:
-                timeout = min(self.config.gateway_attempt_timeout, remaining)
-                response = self.pool.request(instance.address, instance.port, outgoing, timeout)
-            except NotReached as error:
-                failure = error
-                self.balancer.failed(instance)
-                log.warning("upstream %s not reached: %s", instance.instance_id, error)
+                response = self.pool.request(instance.address, instance.port, plan.outgoing, timeout)
+            except (NotReached, Broken) as error:
+                attempts.failed(instance, error)
                 continue
-            except Broken as error:
-                failure = error
-                self.balancer.failed(instance)
-                log.warning("upstream %s failed mid-request: %s", instance.instance_id, error)
-                if outgoing.may_resend:
-                    continue
-                break
-            self.balancer.succeeded(instance)
-            out_headers = [(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]
-            if method != "HEAD":  # a HEAD answer keeps the upstream's length: its body is never sent
-                out_headers.append(("Content-Length", str(len(response.body))))
-            else:
-                out_headers += [(k, v) for k, v in response.headers if k.lower() == "content-length"]
-            out_headers.append(("X-Upstream-Instance", instance.instance_id))
-            status = f"{response.status} {response.reason}"
-            return status, out_headers, response.body, instance.instance_id, attempts
-
-        if isinstance(failure, Broken) and failure.timed_out:
-            detail = f"The {service} service did not answer in time."
-            return (*self._problem(504, detail, path), None, attempts)
-        if isinstance(failure, Broken):
-            detail = f"The {service} service failed while answering; the request may have been processed."
-            return (*self._problem(502, detail, path), None, attempts)
-        detail = f"No instance of the {service} service could be reached."
-        return (*self._problem(503, detail, path, [("Retry-After", "1")]), None, attempts)
+            return attempts.answered(instance, response)
+        return attempts.gave_up()
 
     def _read_body(self, environ: dict) -> bytes | None:
         """The request body, or None when it is over the limit (checked before reading it all)."""
@@ -211,6 +224,62 @@ class Proxy:
         if "HTTP_HOST" in environ:
             headers.append(("X-Forwarded-Host", environ["HTTP_HOST"]))
         return headers
+
+
+class Attempts:
+    """The retry policy of one proxied request, without I/O (threads and the event loop drive it alike):
+    the first choice and one retry on another instance, within GATEWAY_TOTAL_TIMEOUT; a request that may
+    have reached an instance is retried only when sending it twice does no harm."""
+
+    def __init__(self, proxy: Proxy, plan: Plan):
+        self.proxy = proxy
+        self.plan = plan
+        self.deadline = time.monotonic() + proxy.config.gateway_total_timeout
+        self.left = plan.candidates[:2]
+        self.count = 0
+        self.failure: Exception | None = None
+
+    def next(self) -> tuple[Instance, float] | None:
+        """The instance to try now and the time it gets, or None: give up."""
+        remaining = self.deadline - time.monotonic()
+        if not self.left or remaining <= 0:
+            return None
+        self.count += 1
+        return self.left.pop(0), min(self.proxy.config.gateway_attempt_timeout, remaining)
+
+    def failed(self, instance: Instance, error: NotReached | Broken) -> None:
+        self.failure = error
+        self.proxy.balancer.failed(instance)
+        if isinstance(error, NotReached):
+            log.warning("upstream %s not reached: %s", instance.instance_id, error)
+            return
+        log.warning("upstream %s failed mid-request: %s", instance.instance_id, error)
+        if not self.plan.outgoing.may_resend:
+            self.left = []
+
+    def answered(self, instance: Instance, response: UpstreamResponse) -> Outcome:
+        self.proxy.balancer.succeeded(instance)
+        out_headers = [(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]
+        if self.plan.outgoing.method != "HEAD":
+            out_headers.append(("Content-Length", str(len(response.body))))
+        else:  # a HEAD answer keeps the upstream's length: its body is never sent
+            out_headers += [(k, v) for k, v in response.headers if k.lower() == "content-length"]
+        out_headers.append(("X-Upstream-Instance", instance.instance_id))
+        status = f"{response.status} {response.reason}"
+        return Outcome(status, out_headers, response.body, instance.instance_id, self.count)
+
+    def gave_up(self) -> Outcome:
+        service, path, failure = self.plan.service, self.plan.path, self.failure
+        if isinstance(failure, Broken) and failure.timed_out:
+            outcome = self.proxy.problem(504, f"The {service} service did not answer in time.", path)
+        elif isinstance(failure, Broken):
+            detail = f"The {service} service failed while answering; the request may have been processed."
+            outcome = self.proxy.problem(502, detail, path)
+        else:
+            detail = f"No instance of the {service} service could be reached."
+            outcome = self.proxy.problem(503, detail, path, retry_after=True)
+        outcome.attempts = self.count
+        return outcome
 
 
 class Answer(list):

@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # Connections idle longer than this are dropped rather than reused: well below the upstream's
 # keep-alive (75 s), so the server never closes a connection just as we send on it.
@@ -19,6 +19,8 @@ MAX_IDLE_SECONDS = 30.0
 MAX_IDLE_PER_HOST = 64
 MAX_HEADER_LINES = 100
 MAX_LINE = 65536
+MAX_HEAD = MAX_HEADER_LINES * 1024
+RECV_SIZE = 65536
 
 
 class NotReached(Exception):
@@ -60,14 +62,125 @@ class UpstreamResponse:
     body: bytes
 
 
-@dataclass
-class _Head:
-    status: int
-    reason: str
-    keep_alive: bool
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    length: int | None = None
-    chunked: bool = False
+class ResponseParser:
+    """One HTTP/1.1 response, read from bytes as they arrive (no I/O here): the blocking pool below and
+    the gateway's event loop feed it alike. Content-Length, chunked and close-delimited bodies; interim
+    1xx answers (100 Continue, 103 Early Hints) are skipped."""
+
+    def __init__(self, head_request: bool):
+        self.head_request = head_request
+        self.keep_alive = False
+        self.response: UpstreamResponse | None = None
+        self._buffer = b""
+        self.received_any = False
+        self._status = 0
+        self._reason = ""
+        self._headers: list[tuple[str, str]] = []
+        self._length: int | None = None  # body bytes still expected (Content-Length)
+        self._chunked = False
+        self._until_close = False
+        self._parts: list[bytes] = []
+        self._in_head = True
+
+    def feed(self, data: bytes) -> bool:
+        """Take the next bytes (b"": the server closed); True once the response is complete.
+
+        Raises _Closed when the server closed before sending anything, ValueError when the bytes are not
+        a response or the connection ended inside one."""
+        if data:
+            self.received_any = True
+            self._buffer += data
+        elif not self.received_any:
+            raise _Closed("connection closed before the response")
+        while self.response is None:
+            if not (self._read_head() if self._in_head else self._read_body(closed=not data)):
+                if not data:
+                    raise ValueError("connection closed inside the response")
+                return False
+        if self._buffer:
+            self.keep_alive = False  # bytes after the response: nothing we asked for, do not reuse
+        return True
+
+    def _read_head(self) -> bool:
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buffer) > MAX_HEAD:
+                raise ValueError("response head too large")
+            return False
+        lines = self._buffer[:end].decode("latin-1").split("\r\n")
+        self._buffer = self._buffer[end + 4 :]
+        if len(lines) - 1 > MAX_HEADER_LINES:
+            raise ValueError("too many response header lines")
+        version, _, rest = lines[0].partition(" ")
+        code, _, reason = rest.partition(" ")
+        if not version.startswith("HTTP/1.") or not (code.isascii() and code.isdigit()):
+            raise ValueError(f"malformed status line {lines[0][:80]!r}")
+        status = int(code)
+        if 100 <= status < 200 and status != 101:
+            return True  # an interim answer: the final one follows
+        keep_alive = version == "HTTP/1.1"
+        headers = []
+        length = None
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            value = value.strip()
+            lowered = name.lower()
+            if lowered == "content-length":
+                length = int(value)
+            elif lowered == "transfer-encoding":
+                self._chunked = "chunked" in value.lower()
+            elif lowered == "connection":
+                token = value.lower()
+                keep_alive = token != "close" if keep_alive else token == "keep-alive"
+            headers.append((name, value))
+        self._status, self._reason, self._headers, self.keep_alive = status, reason, headers, keep_alive
+        self._in_head = False
+        if self.head_request or status in (204, 304) or 100 <= status < 200:
+            self._length, self._chunked = 0, False
+        elif not self._chunked:
+            self._length = length
+            self._until_close = length is None
+            if self._until_close:
+                self.keep_alive = False
+        return True
+
+    def _read_body(self, closed: bool) -> bool:
+        if self._chunked:
+            return self._read_chunks()
+        if self._until_close:
+            if not closed:
+                return False
+            body, self._buffer = self._buffer, b""
+        else:
+            if len(self._buffer) < self._length:
+                return False
+            body, self._buffer = self._buffer[: self._length], self._buffer[self._length :]
+        self._finish(body)
+        return True
+
+    def _read_chunks(self) -> bool:
+        while True:
+            end = self._buffer.find(b"\r\n")
+            if end < 0:
+                if len(self._buffer) > MAX_LINE:
+                    raise ValueError("chunk size line too long")
+                return False
+            size = int(self._buffer[:end].split(b";", 1)[0].strip() or b"x", 16)
+            if size == 0:
+                trailers_end = self._buffer.find(b"\r\n\r\n", end)
+                if self._buffer[end : end + 4] != b"\r\n\r\n" and trailers_end < 0:
+                    return False  # trailers (dropped) not complete yet
+                done = end + 4 if self._buffer[end : end + 4] == b"\r\n\r\n" else trailers_end + 4
+                self._buffer = self._buffer[done:]
+                self._finish(b"".join(self._parts))
+                return True
+            if len(self._buffer) < end + 2 + size + 2:
+                return False
+            self._parts.append(self._buffer[end + 2 : end + 2 + size])
+            self._buffer = self._buffer[end + 2 + size + 2 :]
+
+    def _finish(self, body: bytes) -> None:
+        self.response = UpstreamResponse(self._status, self._reason, self._headers, body)
 
 
 class Connection:
@@ -77,74 +190,20 @@ class Connection:
         except OSError as error:
             raise NotReached(f"{host}:{port}: {error}") from error
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.reader = self.sock.makefile("rb")
         self.last_used = time.monotonic()
 
     def close(self) -> None:
-        self.reader.close()
         self.sock.close()
 
     def exchange(self, payload: bytes, head_request: bool, timeout: float) -> tuple[UpstreamResponse, bool]:
         """Send one request, read one response; returns it and whether the connection can be reused."""
         self.sock.settimeout(timeout)
         self.sock.sendall(payload)
-        head = self._read_head()
-        while 100 <= head.status < 200 and head.status != 101:
-            head = self._read_head()  # an interim answer (100 Continue, 103 Early Hints): the final follows
-        status = head.status
-        if head_request or status in (204, 304) or 100 <= status < 200:
-            body = b""
-        elif head.chunked:
-            body = self._read_chunked()
-        elif head.length is not None:
-            body = self.reader.read(head.length)
-            if len(body) != head.length:
-                raise ValueError("connection closed inside the response body")
-        else:
-            body = self.reader.read()  # delimited by the server closing the connection
-            head.keep_alive = False
+        parser = ResponseParser(head_request)
+        while not parser.feed(self.sock.recv(RECV_SIZE)):
+            pass
         self.last_used = time.monotonic()
-        return UpstreamResponse(status, head.reason, head.headers, body), head.keep_alive
-
-    def _read_head(self) -> _Head:
-        status_line = self.reader.readline(MAX_LINE)
-        if not status_line:
-            raise _Closed("connection closed before the response")
-        version, _, rest = status_line.decode("latin-1").rstrip("\r\n").partition(" ")
-        code, _, reason = rest.partition(" ")
-        if not version.startswith("HTTP/1.") or not code.isdigit():
-            raise ValueError(f"malformed status line {status_line[:80]!r}")
-        head = _Head(int(code), reason, keep_alive=version == "HTTP/1.1")
-        for _ in range(MAX_HEADER_LINES):
-            line = self.reader.readline(MAX_LINE)
-            if line in (b"\r\n", b"\n"):
-                return head
-            if not line:
-                raise ValueError("connection closed inside the response headers")
-            name, _, value = line.decode("latin-1").partition(":")
-            value = value.strip()
-            lowered = name.lower()
-            if lowered == "content-length":
-                head.length = int(value)
-            elif lowered == "transfer-encoding":
-                head.chunked = "chunked" in value.lower()
-            elif lowered == "connection":
-                token = value.lower()
-                head.keep_alive = token != "close" if head.keep_alive else token == "keep-alive"
-            head.headers.append((name, value))
-        raise ValueError("too many response header lines")
-
-    def _read_chunked(self) -> bytes:
-        parts = []
-        while True:
-            size_line = self.reader.readline(MAX_LINE)
-            size = int(size_line.split(b";", 1)[0].strip() or b"x", 16)
-            if size == 0:
-                while self.reader.readline(MAX_LINE) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers: dropped
-                return b"".join(parts)
-            parts.append(self.reader.read(size))
-            self.reader.readline(MAX_LINE)
+        return parser.response, parser.keep_alive
 
 
 class ConnectionPool:

@@ -1,0 +1,242 @@
+"""The gateway's event-loop worker (shoplab.gateway.loop_worker) on a real socket: what a client can do to
+a connection (pipeline, trickle, half-close, switch to a non-proxied request), what an instance can do to
+the gateway (close a pooled connection, send a header that may not be relayed), and a graceful stop."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from helpers import FAST_ENV, assert_problem, read_response, request_on
+from shoplab.devtools.servers import LOOPBACK
+
+
+def connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def status_of(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1])
+
+
+def body_of(response: bytes) -> dict:
+    return json.loads(response.partition(b"\r\n\r\n")[2])
+
+
+def test_one_connection_moves_to_a_thread_for_other_requests_and_keeps_answering(gateway):
+    with connect(gateway) as sock:
+        assert body_of(request_on(sock, "/api/products/1"))["id"] == 1  # on the loop
+        assert status_of(request_on(sock, "/health")) == 200  # Flask's route: handed to a thread
+        assert body_of(request_on(sock, "/api/products/2"))["id"] == 2  # the thread proxies as well
+
+
+def test_http_1_0_requests_are_proxied_too(gateway):
+    with connect(gateway) as sock:
+        sock.sendall(b"GET /api/products/3 HTTP/1.0\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):  # HTTP/1.0 without keep-alive: the gateway closes after it
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.0 200 ")  # gunicorn answers in the version it was asked in
+    assert body_of(answer)["id"] == 3
+
+
+def test_pipelined_requests_are_answered_in_order(gateway):
+    ids = [5, 1, 4, 2]
+    with connect(gateway) as sock:
+        sock.sendall(b"".join(b"GET /api/products/%d HTTP/1.1\r\nHost: lab\r\n\r\n" % n for n in ids))
+        answers, data = [], b""
+        while len(answers) < len(ids):
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {len(answers)} answers"
+            data += chunk
+            while b"\r\n\r\n" in data:
+                head, _, rest = data.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                if len(rest) < length:
+                    break
+                answers.append(json.loads(rest[:length]))
+                data = rest[length:]
+    assert [answer["id"] for answer in answers] == ids
+
+
+def test_a_request_that_arrives_in_pieces_is_answered(gateway, new_product):
+    product = new_product(stock=5)
+    body = json.dumps({"items": [{"product_id": product["id"], "quantity": 2}]}).encode()
+    request = (
+        b"POST /api/orders HTTP/1.1\r\nHost: lab\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    with connect(gateway) as sock:
+        for start in range(0, len(request), 9):
+            sock.sendall(request[start : start + 9])
+            time.sleep(0.005)
+        answer = read_response(sock)
+    assert status_of(answer) == 201, answer
+    assert body_of(answer)["items"][0]["quantity"] == 2
+    stock = requests.get(f"{gateway}/api/products/{product['id']}", timeout=10).json()["stock"]
+    assert stock == 3
+
+
+def test_a_client_that_half_closes_after_its_request_still_gets_the_answer(gateway):
+    with connect(gateway) as sock:
+        sock.sendall(b"GET /api/products/6 HTTP/1.1\r\nHost: lab\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):  # then the gateway closes its side too
+            answer += chunk
+    assert status_of(answer) == 200
+    assert body_of(answer)["id"] == 6
+
+
+# --- a scripted instance ----------------------------------------------------------------------------
+
+
+class ScriptedInstance:
+    """A product instance made of a socket and a script: `serve(conn, n)` handles the n-th connection."""
+
+    def __init__(self, registry_url: str, serve: Callable[[socket.socket, int], None]):
+        self.server = socket.create_server((LOOPBACK, 0))
+        self.serve = serve
+        self.requests: list[bytes] = []
+        instance = {"instance_id": "scripted-1", "address": LOOPBACK, "port": self.server.getsockname()[1]}
+        requests.post(f"{registry_url}/services/product/instances", json=instance, timeout=5)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        for n in range(1000):
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return  # closed: the test is over
+            threading.Thread(target=self._run, args=(conn, n), daemon=True).start()
+
+    def _run(self, conn: socket.socket, n: int) -> None:
+        with conn:
+            self.serve(conn, n)
+
+    def receive(self, conn: socket.socket) -> bytes:
+        """Read one request (head, and a Content-Length body) and record it; b"" when the peer closed."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return b""
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lengths = [
+            line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+        ]
+        while lengths and len(body) < int(lengths[0]):
+            body += conn.recv(65536)
+        self.requests.append(data)
+        return data
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def answer(body: bytes, *headers: bytes) -> bytes:
+    extra = b"".join(header + b"\r\n" for header in headers)
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n%s" % (
+        extra,
+        len(body),
+        body,
+    )
+
+
+@pytest.fixture
+def scripted(servers):
+    """start(serve) → (gateway URL, the instance); the gateway's only product instance follows the script."""
+    registry = servers.start_service("registry", "registry-scripted", dict(FAST_ENV))
+    registry_url = f"http://{LOOPBACK}:{registry.port}"
+    instances = []
+
+    def start(serve) -> tuple[str, ScriptedInstance]:
+        instance = ScriptedInstance(registry_url, serve)
+        instances.append(instance)
+        gateway = servers.start_service(
+            "gateway",
+            "gateway-scripted",
+            {**FAST_ENV, "SERVICE_REGISTRY": registry_url, "WEB_CONCURRENCY": "1"},
+        )
+        return f"http://{LOOPBACK}:{gateway.port}", instance
+
+    yield start
+    for instance in instances:
+        instance.close()
+
+
+def test_a_get_finding_its_pooled_connection_closed_is_sent_again_but_a_post_never_is(scripted):
+    """The instance answers one request per connection, then reads the next and closes without a word
+    (as a restarting server does): the GET is sent once more on a fresh connection, the POST is not,
+    because it may have been processed; the client gets a 502 problem for it."""
+
+    def serve(conn: socket.socket, n: int) -> None:
+        instance.receive(conn)
+        conn.sendall(answer(b'{"id": %d}' % n))
+        instance.receive(conn)  # the next request on this connection: dropped
+
+    url, instance = scripted(serve)
+    with requests.Session() as http:
+        assert http.get(f"{url}/api/products/1", timeout=10).json() == {"id": 0}
+        resent = http.get(f"{url}/api/products/1", timeout=10)
+        assert resent.status_code == 200 and resent.json() == {"id": 1}
+        assert resent.headers["X-Upstream-Instance"] == "scripted-1"
+        created = http.post(
+            f"{url}/api/products", json={"name": "x", "price_cents": 1, "stock": 1}, timeout=10
+        )
+    body = assert_problem(created, 502)
+    assert "may have been processed" in body["detail"]
+    methods = [r.split(b" ", 1)[0] for r in instance.requests]
+    assert methods == [
+        b"GET",
+        b"GET",
+        b"GET",
+        b"POST",
+    ]  # the second GET twice (dropped, answered); the POST once
+
+
+def test_an_answer_with_a_header_that_may_not_be_relayed_is_a_502(scripted):
+    def serve(conn: socket.socket, n: int) -> None:
+        instance.receive(conn)
+        conn.sendall(answer(b"{}", b"X-Broken: a\x01b"))
+
+    url, instance = scripted(serve)
+    body = assert_problem(requests.get(f"{url}/api/products/1", timeout=10), 502)
+    assert "could not be relayed" in body["detail"]
+    assert requests.get(f"{url}/health", timeout=10).status_code == 200  # the worker lives on
+
+
+def test_sigterm_lets_a_request_in_flight_finish(scripted, servers):
+    received = threading.Event()
+    release = threading.Event()
+
+    def serve(conn: socket.socket, n: int) -> None:
+        instance.receive(conn)
+        received.set()
+        release.wait(10)
+        conn.sendall(answer(b'{"id": 9}'))
+
+    url, instance = scripted(serve)
+    gateway = next(p for p in servers.processes if p.name == "gateway-scripted")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(requests.get, f"{url}/api/products/9", timeout=20)
+        assert received.wait(10)
+        gateway.popen.send_signal(signal.SIGTERM)
+        time.sleep(0.3)  # the worker is shutting down, the answer not yet there
+        with pytest.raises(requests.ConnectionError):  # no new connections are taken meanwhile
+            requests.get(f"{url}/health", timeout=2)
+        release.set()
+        response = pending.result()
+    assert response.status_code == 200 and response.json() == {"id": 9}
+    assert response.headers["Connection"] == "close"
+    assert gateway.popen.wait(timeout=15) == 0
+    assert '"path":"/api/products/9","status":200' in gateway.log_path.read_text()  # flushed at exit
