@@ -155,7 +155,7 @@ class EventLoopWorker(KeepAliveThreadWorker):
             self._serve_on_thread(listener, sock, addr)
             return
         sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # an answer never waits for an ACK
         client = _Client(sock, addr, listener, self._listener_environ[listener])
         self._clients[sock] = client
         client.callback = functools.partial(self._client_ready, client)
@@ -207,9 +207,11 @@ class EventLoopWorker(KeepAliveThreadWorker):
         buffer = client.buffer
         end = buffer.find(b"\r\n\r\n")
         if end < 0:
-            if len(buffer) > plainhttp.MAX_HEAD or buffer.count(b"\n") != buffer.count(b"\r\n"):
+            if client.peer_closed:
+                self._close(client)  # half a request, and no more will come
+            elif len(buffer) > plainhttp.MAX_HEAD or buffer.count(b"\n") != buffer.count(b"\r\n"):
                 self._handover(client)  # gunicorn judges oversized heads and bare-LF line endings
-            elif client.events != selectors.EVENT_READ and not client.peer_closed:
+            elif client.events != selectors.EVENT_READ:
                 self._watch(client, selectors.EVENT_READ)
             return
         request = plainhttp.parse_head(buffer[:end], self._limits)
@@ -218,7 +220,9 @@ class EventLoopWorker(KeepAliveThreadWorker):
             return
         total = end + 4 + request.content_length
         if len(buffer) < total:
-            if client.events != selectors.EVENT_READ:
+            if client.peer_closed:
+                self._close(client)
+            elif client.events != selectors.EVENT_READ:
                 self._watch(client, selectors.EVENT_READ)
             return  # the body is still on its way
         environ = plainhttp.build_environ(
@@ -296,10 +300,10 @@ class EventLoopWorker(KeepAliveThreadWorker):
             release()
         client.busy = False
         client.last_active = time.monotonic()
-        if client.close_after or client.peer_closed or not self.alive:
+        if client.close_after or not self.alive or (client.peer_closed and not client.buffer):
             self._close(client)
             return
-        self._next_request(client)
+        self._next_request(client)  # pipelined requests, also from a client that has half-closed
 
     def _close(self, client: _Client) -> None:
         if client.closed:
