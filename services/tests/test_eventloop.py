@@ -77,3 +77,10 @@ def test_cancelled_timers_do_not_pile_up(loop):
         loop.call_later(30, lambda: None).cancel()
     assert len(loop._timers) <= eventloop.CLEANUP_AT + 2
     assert not keep.cancelled and any(entry[2] is keep for entry in loop._timers)
+
+
+def test_work_that_fails_on_its_thread_still_comes_back(loop):
+    results = []
+    loop.run_in_thread(lambda: 1 / 0, results.append)
+    run_until(loop, lambda: results)
+    assert isinstance(results[0], ZeroDivisionError)

@@ -43,10 +43,19 @@ def test_connection_close_is_honoured():
     assert request is not None and request.close
 
 
+@pytest.mark.parametrize(("connection", "close"), [(None, True), ("Keep-Alive", False), ("close", True)])
+def test_an_http_1_0_connection_is_kept_only_when_asked(connection, close):
+    lines = ["GET / HTTP/1.0"] + ([f"Connection: {connection}"] if connection else [])
+    request = plainhttp.parse_head(head(*lines), LIMITS)
+    assert request is not None
+    assert (request.version, request.close) == ("HTTP/1.0", close)
+
+
 @pytest.mark.parametrize(
     "lines",
     [
-        ("GET / HTTP/1.0",),  # another version
+        ("GET / HTTP/1.2",),  # another version
+        ("GET / HTTP/2.0",),
         ("get / HTTP/1.1",),  # not a method we serve
         ("BREW / HTTP/1.1",),
         ("GET http://lab/ HTTP/1.1",),  # absolute form
@@ -83,6 +92,8 @@ def test_anything_unusual_is_handed_to_gunicorn(lines):
         b"POST /api/orders HTTP/1.1\r\nHost: lab\r\nContent-Type: application/json\r\nContent-Length: 2",
         b"GET /api/products/%31%20x HTTP/1.1\r\nHost: lab\r\nX-Forwarded-For: 10.1.1.1",
         b"HEAD / HTTP/1.1",
+        b"GET /api/products/1 HTTP/1.0",
+        b"GET /api/products HTTP/1.0\r\nConnection: Keep-Alive\r\nHost: lab",
     ],
 )
 def test_the_environ_is_the_one_gunicorn_builds(raw):
@@ -105,10 +116,12 @@ def test_the_environ_is_the_one_gunicorn_builds(raw):
 # --- answering ----------------------------------------------------------------------------------
 
 
-def answer(method: str, status: str, headers: list, parts: list, close: bool = False) -> tuple[bytes, bool]:
+def answer(
+    method: str, status: str, headers: list, parts: list, *, close: bool = False, version: str = "HTTP/1.1"
+) -> tuple[bytes, bool]:
     ours, peer = socket.socketpair()
     with ours, peer:
-        response = plainhttp.PlainResponse(ours.sendall, method, close)
+        response = plainhttp.PlainResponse(ours.sendall, method, close, version)
         response.start_response(status, headers)
         response.send(parts)
         ours.shutdown(socket.SHUT_WR)
@@ -281,3 +294,11 @@ def test_a_body_arriving_in_pieces_is_read_whole(gateway, new_product):
         (status, answer_body) = read_answers(sock, 1)[0]
     assert status.startswith("HTTP/1.1 201"), answer_body
     assert json.loads(answer_body)["items"][0]["product_id"] == product_id
+
+
+def test_an_http_1_0_answer_repeats_the_version_and_is_never_chunked():
+    data, keeps_alive = answer("GET", "200 OK", [("Content-Length", "2")], [b"ok"], version="HTTP/1.0")
+    assert data.startswith(b"HTTP/1.0 200 OK\r\n") and keeps_alive  # sized: the connection may go on
+    data, keeps_alive = answer("GET", "200 OK", [], [b"ab", b"cde"], version="HTTP/1.0")
+    assert b"chunked" not in data and data.endswith(b"\r\n\r\nabcde")
+    assert b"Connection: close\r\n" in data and not keeps_alive  # unsized: it ends with the connection

@@ -10,12 +10,15 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import logging
 import os
 import selectors
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+
+log = logging.getLogger("shoplab.eventloop")
 
 # The heap is swept of cancelled timers once they are this many, and half of it (then rebuilt, O(n)).
 CLEANUP_AT = 512
@@ -83,10 +86,16 @@ class EventLoop:
             self._cancelled = 0
 
     def run_in_thread(self, work: Callable[[], object], then: Callable[[object], None]) -> None:
-        """Run blocking `work` on a thread of its own; `then(result)` runs on the loop afterwards."""
+        """Run blocking `work` on a thread of its own; `then(result)` runs on the loop afterwards (`result`:
+        what `work` returned, or the exception it raised)."""
 
         def run() -> None:
-            self.call_soon_threadsafe(then, work())
+            try:
+                result = work()
+            except Exception as error:  # `then` runs whatever happened, or its waiters would wait forever
+                log.exception("work handed to a thread failed")
+                result = error
+            self.call_soon_threadsafe(then, result)
 
         threading.Thread(target=run, daemon=True).start()
 

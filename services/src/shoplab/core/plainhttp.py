@@ -1,4 +1,4 @@
-"""The keep-alive worker's fast path for plain HTTP/1.1 requests: parse the head, build the environ, answer.
+"""The workers' fast path for plain HTTP/1.1 and 1.0 requests: parse the head, build the environ, answer.
 
 gunicorn's parser and Response are general (HTTP/1.0, chunked request bodies, Expect, proxy protocol,
 TLS, trusted-proxy scheme headers, h2c) and were ~40 % of a cached request's CPU in the gateway and the
@@ -30,7 +30,8 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 MAX_HEAD = 16 * 1024
 # Larger bodies are streamed by gunicorn's reader instead of being held in memory here.
 MAX_BODY = 64 * 1024
-REQUEST_LINE = re.compile(r"([A-Z]+) (/[\x21-\x7e]*) HTTP/1\.1")
+# HTTP/1.0 too: ab, the design document's tool, speaks it (one connection per request unless -k).
+REQUEST_LINE = re.compile(r"([A-Z]+) (/[\x21-\x7e]*) (HTTP/1\.[01])")
 # A field name without "_" (gunicorn's header_map decides about those), an optional-whitespace-trimmed
 # value of visible characters, spaces and tabs (no control characters, so no smuggled CR or LF).
 HEADER_LINE = re.compile(r"([!#$%&'*+\-.^`|~0-9A-Za-z]+):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*")
@@ -63,7 +64,8 @@ class PlainRequest:
     target: str
     headers: dict[str, str]  # upper-case names, repeated fields joined with ","
     content_length: int
-    close: bool  # the client said Connection: close
+    close: bool  # the connection ends after this request (HTTP/1.1: Connection: close; 1.0: no keep-alive)
+    version: str = "HTTP/1.1"
 
 
 def parse_head(head: bytes, limits: Limits) -> PlainRequest | None:
@@ -74,19 +76,20 @@ def parse_head(head: bytes, limits: Limits) -> PlainRequest | None:
     match = REQUEST_LINE.fullmatch(lines[0])
     if match is None or len(lines[0]) > limits.request_line or len(lines) - 1 > limits.fields:
         return None
-    method, target = match.groups()
+    method, target, version = match.groups()
     headers = _fields(lines[1:], limits)
     if method not in METHODS or "#" in target or target.startswith("//") or headers is None:
         return None
     length = headers.get("CONTENT-LENGTH", "0")
-    tokens = {token.strip() for token in headers.get("CONNECTION", "keep-alive").lower().split(",")}
+    tokens = {token.strip() for token in headers.get("CONNECTION", "").lower().split(",") if token.strip()}
     if (
         not (length.isascii() and length.isdigit())
         or int(length) > MAX_BODY
         or not tokens <= CONNECTION_TOKENS
     ):
         return None
-    return PlainRequest(method, target, headers, int(length), close="close" in tokens)
+    close = "close" in tokens if version == "HTTP/1.1" else "keep-alive" not in tokens
+    return PlainRequest(method, target, headers, int(length), close, version)
 
 
 def _fields(lines: list[str], limits: Limits) -> dict[str, str] | None:
@@ -117,6 +120,7 @@ def build_environ(request: PlainRequest, body: bytes, base: dict, sock, client: 
             "PATH_INFO": util.unquote_to_wsgi_str(path) if "%" in path else path,
             "REMOTE_ADDR": client[0],
             "REMOTE_PORT": str(client[1]),
+            "SERVER_PROTOCOL": request.version,
         }
     )
     for name, value in request.headers.items():
@@ -134,7 +138,6 @@ def listener_environ(gunicorn_base: dict, server: tuple) -> dict:
         **gunicorn_base,
         "wsgi.multithread": True,
         "wsgi.url_scheme": "http",
-        "SERVER_PROTOCOL": "HTTP/1.1",
         "SERVER_NAME": server[0],
         "SERVER_PORT": str(server[1]),
         "SCRIPT_NAME": "",
@@ -157,11 +160,13 @@ class PlainResponse:
     """start_response and write for one request, with gunicorn's Response rules for the application's
     status and headers (validated, hop-by-hop ones dropped, Content-Length honoured, chunked otherwise)."""
 
-    def __init__(self, send: Callable[[bytes], None], method: str, close: bool):
-        """`send`: takes each piece of the answer (a socket's sendall, or a list's append)."""
+    def __init__(self, send: Callable[[bytes], None], method: str, close: bool, version: str = "HTTP/1.1"):
+        """`send`: takes each piece of the answer (a socket's sendall, or a list's append); `version`: the
+        request's, which the status line repeats (as gunicorn's does)."""
         self.send_bytes = send
         self.method = method
         self.close_after = close
+        self.version = version
         self.status: str | None = None
         self.status_code = 0
         self.headers: list[tuple[str, str]] = []
@@ -200,12 +205,16 @@ class PlainResponse:
         if code == 204 or 100 <= code < 200:
             self.headers = [(k, v) for k, v in self.headers if k.lower() != "content-length"]
             self.length = None
-        self.chunked = self.length is None and not self.omits_body
+        unsized = self.length is None and not self.omits_body
+        # HTTP/1.0 has no chunked encoding: an unsized answer there ends when the connection does.
+        self.chunked = unsized and self.version == "HTTP/1.1"
+        if unsized and not self.chunked:
+            self.close_after = True
         return self.write
 
     def _head(self) -> bytes:
         lines = [
-            f"HTTP/1.1 {self.status}",
+            f"{self.version} {self.status}",
             f"Server: {SERVER}",
             f"Date: {http_date()}",
             f"Connection: {'close' if self.close_after else 'keep-alive'}",

@@ -8,7 +8,7 @@ connection's thread reads, answers and waits for the next request on the same so
 recv and one send, no hand-off. Concurrency is the number of open connections (`worker_connections`),
 not a thread-pool size, so a slow upstream never queues other clients behind a busy pool.
 
-Plain HTTP/1.1 requests are parsed and answered by `shoplab.core.plainhttp` (HTTP_FAST_PATH, on by
+Plain HTTP/1.1 and 1.0 requests are parsed and answered by `shoplab.core.plainhttp` (HTTP_FAST_PATH, on by
 default); the first request that is anything else hands the connection, with the bytes already read, to
 gunicorn's own parser, limits, `wsgi.create`, error answers (400/431…) and hooks. max_requests and the
 arbiter's heartbeat and graceful shutdown are gunicorn's in both cases.
@@ -227,7 +227,7 @@ class KeepAliveThreadWorker(base.Worker):
         """Serve one plain request; returns whether the connection may carry another."""
         environ = plainhttp.build_environ(request, body, base_environ, client, addr)
         close = self._count_request() or request.close
-        resp = plainhttp.PlainResponse(client.sendall, request.method, close)
+        resp = plainhttp.PlainResponse(client.sendall, request.method, close, request.version)
         respiter = None
         try:
             respiter = self.wsgi(environ, resp.start_response)
