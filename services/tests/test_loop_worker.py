@@ -101,6 +101,41 @@ def test_a_client_that_half_closes_after_its_requests_still_gets_every_answer(ga
     assert [body["id"] for body in answers_in(data)] == [6, 7]
 
 
+def lonely_gateway(servers, name: str, **env: str) -> str:
+    """A gateway whose registry lists no instance: every API request is answered 503 on the loop."""
+    registry = servers.start_service("registry", f"registry-{name}", dict(FAST_ENV))
+    gateway_env = {**FAST_ENV, "SERVICE_REGISTRY": f"http://{LOOPBACK}:{registry.port}", **env}
+    gateway = servers.start_service("gateway", name, gateway_env)
+    return f"http://{LOOPBACK}:{gateway.port}"
+
+
+def test_worker_connections_bounds_the_loops_connections(servers):
+    url = lonely_gateway(servers, "gateway-small", WORKER_CONNECTIONS="2", WEB_CONCURRENCY="1")
+    first, second = connect(url), connect(url)
+    try:
+        assert status_of(request_on(first, "/api/products")) == 503
+        assert status_of(request_on(second, "/api/products")) == 503
+        with connect(url) as third:  # accepted by the kernel's backlog, not by the worker
+            third.settimeout(1.5)
+            third.sendall(b"GET /api/products HTTP/1.1\r\nHost: lab\r\n\r\n")
+            with pytest.raises(TimeoutError):
+                third.recv(65536)
+            first.close()  # a slot frees: the waiting connection is taken and answered
+            third.settimeout(10)
+            assert status_of(read_response(third)) == 503
+    finally:
+        first.close()
+        second.close()
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_keepalive_seconds(servers):
+    url = lonely_gateway(servers, "gateway-brief", KEEPALIVE="1", WEB_CONCURRENCY="1")
+    with connect(url) as sock:
+        assert status_of(request_on(sock, "/api/products")) == 503
+        sock.settimeout(5)  # closed by the loop's once-a-second sweep, 1-2 s after the answer
+        assert sock.recv(65536) == b""
+
+
 # --- a scripted instance ----------------------------------------------------------------------------
 
 
