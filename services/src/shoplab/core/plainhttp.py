@@ -92,6 +92,11 @@ def parse_head(head: bytes, limits: Limits) -> PlainRequest | None:
     return PlainRequest(method, target, headers, int(length), close, version)
 
 
+def for_gunicorn_already(partial_head: bytes) -> bool:
+    """A head not complete yet that is already gunicorn's to judge: oversized, or with bare-LF endings."""
+    return len(partial_head) > MAX_HEAD or partial_head.count(b"\n") != partial_head.count(b"\r\n")
+
+
 def _fields(lines: list[str], limits: Limits) -> dict[str, str] | None:
     headers: dict[str, str] = {}
     for line in lines:

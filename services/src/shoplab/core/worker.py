@@ -199,8 +199,7 @@ class KeepAliveThreadWorker(base.Worker):
         while True:
             end = buffer.find(b"\r\n\r\n")
             while end < 0:
-                # Oversized heads and bare-LF line endings are gunicorn's to judge.
-                if len(buffer) > plainhttp.MAX_HEAD or buffer.count(b"\n") != buffer.count(b"\r\n"):
+                if plainhttp.for_gunicorn_already(buffer):
                     return buffer
                 chunk = client.recv(65536)
                 if not chunk:

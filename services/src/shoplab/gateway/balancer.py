@@ -34,16 +34,23 @@ class Balancer:
         self._failures: dict[str, int] = {}
         self._ejected_until: dict[str, float] = {}
 
-    def _lookup(self, service: str) -> _Lookup:
+    def _entry(self, service: str) -> _Lookup:
         lookup = self._lookups.get(service)
-        if lookup is None:
+        if lookup is None:  # setdefault alone would build a _Lookup (a lock, a counter) on every call
             lookup = self._lookups.setdefault(service, _Lookup())
-        if time.monotonic() - lookup.fetched_at < self.lookup_ttl:
+        return lookup
+
+    def _is_stale(self, lookup: _Lookup) -> bool:
+        return time.monotonic() - lookup.fetched_at >= self.lookup_ttl
+
+    def _lookup(self, service: str) -> _Lookup:
+        lookup = self._entry(service)
+        if not self._is_stale(lookup):
             return lookup
         # One thread refreshes; the others keep using the previous list meanwhile (if there is one).
         if lookup.lock.acquire(blocking=not lookup.instances):
             try:
-                if time.monotonic() - lookup.fetched_at >= self.lookup_ttl:
+                if self._is_stale(lookup):
                     try:
                         lookup.instances = self.registry.lookup(service)
                     except RegistryError as error:
@@ -65,8 +72,7 @@ class Balancer:
         return lookup is not None and lookup.fetched_at > float("-inf")
 
     def stale(self, service: str) -> bool:
-        lookup = self._lookups.get(service)
-        return lookup is None or time.monotonic() - lookup.fetched_at >= self.lookup_ttl
+        return self._is_stale(self._entry(service))
 
     def refresh(self, service: str) -> None:
         """Ask the registry now if the list is stale (blocking: the event loop calls it on a thread)."""
@@ -76,7 +82,7 @@ class Balancer:
         """Instances to try, in order: round-robin start; ejected ones only if nothing else is left.
 
         refresh=False: never ask the registry here, use the list as it is (the event loop's way)."""
-        lookup = self._lookup(service) if refresh else self._lookups.setdefault(service, _Lookup())
+        lookup = self._lookup(service) if refresh else self._entry(service)
         instances = lookup.instances
         if not instances:
             return []

@@ -209,8 +209,8 @@ class EventLoopWorker(KeepAliveThreadWorker):
         if end < 0:
             if client.peer_closed:
                 self._close(client)  # half a request, and no more will come
-            elif len(buffer) > plainhttp.MAX_HEAD or buffer.count(b"\n") != buffer.count(b"\r\n"):
-                self._handover(client)  # gunicorn judges oversized heads and bare-LF line endings
+            elif plainhttp.for_gunicorn_already(buffer):
+                self._handover(client)
             elif client.events != selectors.EVENT_READ:
                 self._watch(client, selectors.EVENT_READ)
             return

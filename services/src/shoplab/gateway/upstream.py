@@ -76,7 +76,7 @@ class ResponseParser:
         self._status = 0
         self._reason = ""
         self._headers: list[tuple[str, str]] = []
-        self._length: int | None = None  # body bytes still expected (Content-Length)
+        self._length: int | None = None  # the body's Content-Length (0: no body)
         self._chunked = False
         self._until_close = False
         self._parts: list[bytes] = []
@@ -167,11 +167,11 @@ class ResponseParser:
                 return False
             size = int(self._buffer[:end].split(b";", 1)[0].strip() or b"x", 16)
             if size == 0:
+                # The last chunk's line ends where the (dropped) trailers begin; a blank line ends both.
                 trailers_end = self._buffer.find(b"\r\n\r\n", end)
-                if self._buffer[end : end + 4] != b"\r\n\r\n" and trailers_end < 0:
-                    return False  # trailers (dropped) not complete yet
-                done = end + 4 if self._buffer[end : end + 4] == b"\r\n\r\n" else trailers_end + 4
-                self._buffer = self._buffer[done:]
+                if trailers_end < 0:
+                    return False
+                self._buffer = self._buffer[trailers_end + 4 :]
                 self._finish(b"".join(self._parts))
                 return True
             if len(self._buffer) < end + 2 + size + 2:
