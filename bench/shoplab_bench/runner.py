@@ -113,8 +113,13 @@ def run_case(case: dict, target: dict, load: tools.Load, classifier: cpu.Classif
     argv = argv_for(case, target, load, nonce)
     # Context switches are sampled inside the run (cpu.SwitchWindow): once the tool closes its
     # connections, the threads that served them are gone, and their counts with them.
-    window = cpu.SwitchWindow.for_run(classifier, tools.duration_of(argv, load))
     before, busy0 = cpu.snapshot(), cpu.machine_ticks()
+    measured = [
+        pid
+        for pid, p in before.items()
+        if classifier.scope(p, before) == target["mode"] and classifier.group(p) != "other"
+    ]
+    window = cpu.SwitchWindow.for_run(classifier, tools.duration_of(argv, load), measured)
     if window:
         window.start()
     ran = tools.run(target["prefix"], argv, tools.limit_for(argv, load))

@@ -117,6 +117,26 @@ def test_switch_window_samples_inside_a_timed_run():
     assert result["counts"]["floor"]["other"] >= 50
 
 
+def test_switch_window_reads_only_the_measured_processes():
+    classifier = cpu.Classifier(runner_pid=os.getpid())
+    # The measured child switches ~100-200 times a second, the unmeasured one thousands of times.
+    measured, unmeasured = (
+        subprocess.Popen([sys.executable, "-c", f"import time\nfor _ in range({n}): time.sleep({pause})"])
+        for n, pause in ((600, 0.005), (30_000, 0.0001))
+    )
+    try:
+        window = cpu.SwitchWindow.for_run(classifier, 2, pids=[measured.pid])
+        result = window.start().result()
+        only = cpu.snapshot(threads=True, pids=[measured.pid, unmeasured.pid])
+    finally:
+        for child in (measured, unmeasured):
+            child.kill()
+            child.wait()
+    assert 50 <= result["counts"]["floor"]["other"] <= 400 * result["seconds"]
+    assert set(only) == {measured.pid, unmeasured.pid}
+    assert all(p.switches for p in only.values())
+
+
 def test_cpu_snapshot_reads_this_process():
     snap = cpu.snapshot()
     assert os.getpid() in snap
