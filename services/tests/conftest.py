@@ -8,11 +8,13 @@ processes through `servers`, so the shared system stays healthy for the other te
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
 
 import pytest
 import requests
 from helpers import FAST_ENV
+from shoplab.core.eventloop import EventLoop
 from shoplab.devtools.servers import Servers
 from shoplab.devtools.stack import Stack, start_stack
 
@@ -30,6 +32,19 @@ def servers() -> Servers:
     scratch = Servers()
     yield scratch
     scratch.stop()
+
+
+@pytest.fixture
+def loop() -> EventLoop:
+    """An event loop woken through a pipe of its own, as a worker's is through gunicorn's."""
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    loop = EventLoop(read, write)
+    yield loop
+    loop.close()
+    os.close(read)
+    os.close(write)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import time
 
 import requests
 
@@ -46,3 +48,42 @@ def read_response(sock: socket.socket, data: bytes = b"") -> bytes:
             break
         body += chunk
     return head + b"\r\n\r\n" + body
+
+
+def run_until(loop, condition, timeout: float = 5.0) -> None:
+    """Run the event loop `loop` until `condition()` holds (the test fails after `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        loop.run_once(0.05)
+
+
+def connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def status_of(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1])
+
+
+def body_of(response: bytes) -> dict:
+    return json.loads(response.partition(b"\r\n\r\n")[2])
+
+
+def framed_answers_in(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(head, body) of each complete answer (Content-Length framed) at the start of `data`."""
+    answers = []
+    while b"\r\n\r\n" in data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        if len(rest) < length:
+            break
+        answers.append((head, rest[:length]))
+        data = rest[length:]
+    return answers
+
+
+def answers_in(data: bytes) -> list[dict]:
+    """The JSON bodies of the complete answers at the start of `data`."""
+    return [json.loads(body) for _, body in framed_answers_in(data)]

@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import selectors
 import socket
 import threading
 import time
 
-import pytest
+from helpers import run_until
 from shoplab.core import eventloop
-from shoplab.core.eventloop import EventLoop
-
-
-@pytest.fixture
-def loop():
-    read, write = os.pipe()
-    os.set_blocking(read, False)
-    os.set_blocking(write, False)
-    loop = EventLoop(read, write)
-    yield loop
-    loop.close()
-    os.close(read)
-    os.close(write)
-
-
-def run_until(loop: EventLoop, condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        loop.run_once(0.05)
 
 
 def test_timers_run_in_time_order_and_cancelled_ones_never(loop):

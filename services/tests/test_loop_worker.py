@@ -14,21 +14,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from helpers import FAST_ENV, assert_problem, read_response, request_on
+from helpers import (
+    FAST_ENV,
+    answers_in,
+    assert_problem,
+    body_of,
+    connect,
+    read_response,
+    request_on,
+    status_of,
+)
 from shoplab.devtools.servers import LOOPBACK
-
-
-def connect(url: str) -> socket.socket:
-    host, port = url.removeprefix("http://").split(":")
-    return socket.create_connection((host, int(port)), timeout=10)
-
-
-def status_of(response: bytes) -> int:
-    return int(response.split(b" ", 2)[1])
-
-
-def body_of(response: bytes) -> dict:
-    return json.loads(response.partition(b"\r\n\r\n")[2])
 
 
 def test_one_connection_moves_to_a_thread_for_other_requests_and_keeps_answering(gateway):
@@ -58,19 +54,6 @@ def test_pipelined_requests_are_answered_in_order(gateway):
             assert chunk, f"closed after {len(answers_in(data))} answers"
             data += chunk
     assert [answer["id"] for answer in answers_in(data)] == ids
-
-
-def answers_in(data: bytes) -> list[dict]:
-    """The JSON bodies of the complete answers (Content-Length framed) at the start of `data`."""
-    answers = []
-    while b"\r\n\r\n" in data:
-        head, _, rest = data.partition(b"\r\n\r\n")
-        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-        if len(rest) < length:
-            break
-        answers.append(json.loads(rest[:length]))
-        data = rest[length:]
-    return answers
 
 
 def test_a_request_that_arrives_in_pieces_is_answered(gateway, new_product):

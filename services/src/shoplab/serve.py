@@ -15,7 +15,10 @@ from shoplab.core.registry_client import Heartbeat, Instance, RegistryClient, Re
 # Services that announce themselves to the registry (the registry and the gateway do not).
 REGISTERING = ("product", "order")
 THREAD_WORKER = "shoplab.core.worker.KeepAliveThreadWorker"
-DEFAULT_WORKER_CLASS = {"gateway": "shoplab.gateway.loop_worker.EventLoopWorker"}
+DEFAULT_WORKER_CLASS = {
+    "gateway": "shoplab.gateway.loop_worker.EventLoopWorker",
+    "product": "shoplab.product.loop_worker.CachedReadsLoopWorker",
+}
 
 
 def _int_env(name: str, default: int) -> int:
@@ -29,11 +32,12 @@ def gunicorn_options(config: Config) -> dict:
     options = {
         "bind": f"{config.bind_host}:{config.port}",
         "workers": workers,
-        # The gateway: an event loop per worker for the proxy path (shoplab.gateway.loop_worker). The others:
-        # one thread per connection, served in a loop (shoplab.core.worker explains why not gthread).
+        # The gateway and the product service: an event loop per worker (shoplab.core.loop_worker) for
+        # the proxy path and the cache hits. The others: one thread per connection, served in a loop
+        # (shoplab.core.worker explains why not gthread).
         "worker_class": os.environ.get("WORKER_CLASS")
         or DEFAULT_WORKER_CLASS.get(config.service, THREAD_WORKER),
-        # Used by gthread only, when WORKER_CLASS=gthread is chosen instead.
+        # The product's loop: threads running Flask for what is not a cache hit. gthread: its pool.
         "threads": _int_env("THREADS", 16 if config.service == "gateway" else 8),
         # Open connections per worker (one thread each); beyond this, new ones wait in the backlog.
         "worker_connections": _int_env("WORKER_CONNECTIONS", 256),

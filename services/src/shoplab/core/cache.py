@@ -33,6 +33,16 @@ def page_field(page: int, per_page: int) -> str:
     return f"{page}:{per_page}"
 
 
+def item_read(product_id: int) -> tuple[str, ...]:
+    """The Redis command that reads a cached product (its reply: the body, or nil on a miss)."""
+    return ("GET", item_key(product_id))
+
+
+def page_read(page: int, per_page: int) -> tuple[str, ...]:
+    """The Redis command that reads a cached list page."""
+    return ("HGET", PAGES_KEY, page_field(page, per_page))
+
+
 class ProductCache:
     def __init__(self, url: str, ttl: int, timeout: float):
         self.ttl = ttl
@@ -54,18 +64,23 @@ class ProductCache:
     def available(self) -> bool:
         return time.monotonic() >= self._down_until
 
-    def _failed(self, operation: str, error: Exception) -> None:
+    def failed(self, operation: str, error: Exception) -> None:
+        """Skip Redis for `backoff_seconds` (also used by the event loop's client, `core.loop_redis`)."""
         self._down_until = time.monotonic() + self.backoff_seconds
         log.warning("redis %s failed, serving from PostgreSQL: %s", operation, error)
 
+    def read(self, command: tuple[str, ...]) -> bytes | None:
+        """The reply to a read command (`item_read`, `page_read`); None on a miss or a failure."""
+        return self._call(command[0].lower(), self._read, *command)
+
     def get_item(self, product_id: int) -> bytes | None:
-        return self._call("get", self._read, "GET", item_key(product_id))
+        return self.read(item_read(product_id))
 
     def set_item(self, product_id: int, body: bytes) -> None:
         self._call("set", self.client.set, item_key(product_id), body, ex=self.ttl)
 
     def get_page(self, page: int, per_page: int) -> bytes | None:
-        return self._call("hget", self._read, "HGET", PAGES_KEY, page_field(page, per_page))
+        return self.read(page_read(page, per_page))
 
     def set_page(self, page: int, per_page: int, body: bytes) -> None:
         def _store() -> None:
@@ -84,7 +99,7 @@ class ProductCache:
             self.client.delete(*keys)
             return True
         except redis.RedisError as error:
-            self._failed("delete", error)
+            self.failed("delete", error)
             return False
 
     def ping(self) -> bool:
@@ -121,5 +136,5 @@ class ProductCache:
         try:
             return func(*args, **kwargs)
         except redis.RedisError as error:
-            self._failed(operation, error)
+            self.failed(operation, error)
             return None

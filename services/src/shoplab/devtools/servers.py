@@ -123,12 +123,13 @@ class Servers:
         return process
 
     # --- Redis -------------------------------------------------------------------------------------
-    def start_redis(self, name: str = "redis", port: int | None = None) -> Process:
+    def start_redis(self, name: str = "redis", port: int | None = None, password: str = "") -> Process:
         port = port or free_port()
         argv = [
             shutil.which("redis-server") or "redis-server",
             "--bind", LOOPBACK, "--port", str(port), "--save", "", "--appendonly", "no",
             "--protected-mode", "yes", "--dir", str(self.root),
+            *(["--requirepass", password] if password else []),
         ]  # fmt: skip
         process = self._spawn(name, argv, port)
         wait_for(lambda: port_open(port) or self._died(process), 10, name)

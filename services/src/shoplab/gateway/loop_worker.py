@@ -1,43 +1,28 @@
 """The gateway's gunicorn worker: one event loop per process for the proxy path, threads for the rest.
 
 With a thread per connection (`shoplab.core.worker`), every proxied request woke three threads in turn
-(the client's, the gate's next waiter, the GIL's next holder), and on a 2-vCPU VM each cross-CPU wake-up
-is an interrupt through the hypervisor: the benchmark counted 7.7-11.2 context switches per request in
-the gateway and the product instances together (3.6-4.1 with this worker). Here one thread per worker
-reads requests, forwards them on pooled non-blocking upstream connections and writes the answers, each
-socket watched by epoll.
+(the client's, the gate's next waiter, the GIL's next holder): the benchmark counted 7.7-11.2 context
+switches per request in the gateway and the product instances together (3.6-4.1 with this worker).
+`shoplab.core.loop_worker` reads and answers the requests; this module forwards them on pooled
+non-blocking upstream connections.
 
-Only what the loop can do without blocking is done on it: plain HTTP/1.1 and 1.0 requests (`plainhttp`)
-for `/api/products…` and `/api/orders…` within MAX_CONTENT_LENGTH. The first request on a connection that
-is anything else (Flask's routes such as /ready, chunked bodies, oversized ones) hands the connection,
-with the bytes already read, to a thread of the keep-alive thread worker, which serves it to the end.
-The proxy's decisions (`Proxy.plan`, `Attempts`, the FIFO gate) are the same objects the thread path
-uses; registry lookups run on a short-lived thread so a slow registry never stalls the loop.
+The loop takes plain requests for `/api/products…` and `/api/orders…`; Flask's own routes (/ready, /,
+404s) hand their connection to a thread. The proxy's decisions (`Proxy.plan`, `Attempts`, the FIFO gate)
+are the same objects the thread path uses; registry lookups run on a short-lived thread so a slow
+registry never stalls the loop.
 """
 
 from __future__ import annotations
 
-import errno
 import functools
-import os
-import selectors
-import socket
 import time
 
-from gunicorn import util
-
-from shoplab.core import plainhttp
-from shoplab.core.eventloop import EventLoop, Timer
-from shoplab.core.worker import ACCEPT_DELAY_MAX, ACCEPT_DELAY_PER_CONNECTION, KeepAliveThreadWorker
+from shoplab.core.eventloop import Timer
+from shoplab.core.loop_worker import LoopClient, LoopHttpWorker, encode_answer
 from shoplab.gateway.admission import FifoGate
 from shoplab.gateway.loop_upstream import LoopUpstream
 from shoplab.gateway.proxy import Attempts, Outcome, Plan, Proxy, route
 from shoplab.gateway.upstream import UpstreamResponse
-
-RECV_SIZE = 65536
-# Bytes a client may send ahead (pipelining) while its request is being proxied, before we stop reading.
-MAX_AHEAD = plainhttp.MAX_HEAD + plainhttp.MAX_BODY
-TICK_SECONDS = 1.0
 
 
 def find_proxy(app) -> Proxy | None:
@@ -46,264 +31,36 @@ def find_proxy(app) -> Proxy | None:
     return proxy if isinstance(proxy, Proxy) else None
 
 
-class _Client:
-    __slots__ = (
-        "addr",
-        "base_environ",
-        "buffer",
-        "busy",
-        "callback",
-        "close_after",
-        "closed",
-        "events",
-        "last_active",
-        "listener",
-        "out",
-        "peer_closed",
-        "release",
-        "sock",
-    )
-
-    def __init__(self, sock: socket.socket, addr: tuple, listener: socket.socket, base_environ: dict):
-        self.sock = sock
-        self.addr = addr
-        self.listener = listener
-        self.base_environ = base_environ
-        self.buffer = b""
-        self.busy = False  # a request of it is being proxied or answered
-        self.close_after = False
-        self.closed = False
-        self.peer_closed = False  # the client shut down its side: answer, then close
-        self.events = selectors.EVENT_READ
-        self.last_active = time.monotonic()
-        self.out = memoryview(b"")
-        self.callback = None  # _client_ready bound to this client, made once
-        self.release = None  # gives the gate's slot back once the answer is sent
-
-
-class EventLoopWorker(KeepAliveThreadWorker):
-    def run(self) -> None:
+class EventLoopWorker(LoopHttpWorker):
+    def loop_setup(self) -> bool:
         self._proxy = find_proxy(self.wsgi)
-        if self._proxy is None or not self._plain_http:
-            super().run()  # nothing for the loop to do: the thread worker serves everything
-            return
-        self._loop = EventLoop(*self.PIPE)
+        if self._proxy is None:
+            return False
+        self.max_content_length = self._proxy.config.max_content_length
         self._upstream = LoopUpstream(self._loop, self._proxy.config.gateway_connect_timeout)
-        self._clients: dict[socket.socket, _Client] = {}
         self._lookups_running: dict[str, list] = {}  # service -> requests waiting for its first list
-        self._listener_environ = {}
-        self._accepting = False
-        for listener in self.sockets:
-            listener.setblocking(False)
-            self._listener_environ[listener] = plainhttp.listener_environ(
-                self._gunicorn_environ, listener.getsockname()
-            )
-        self._resume_accepting()
-        self._loop.call_later(TICK_SECONDS, self._tick)
-        while self.alive:
-            self._loop.run_once(TICK_SECONDS)
-        self._drain()
-        self._shutdown()  # the thread worker's: closes the listeners, waits for the threads' connections
+        return True
 
-    # --- accepting ------------------------------------------------------------------------------
+    def loop_takes(self, environ: dict) -> bool:
+        return route(environ["PATH_INFO"]) is not None  # Flask's own routes (/, /health…) run on a thread
 
-    def _held(self) -> int:
-        return len(self._clients) + len(self._connections)
+    def loop_serve(self, client: LoopClient, environ: dict) -> None:
+        _Forwarding(self, client, route(environ["PATH_INFO"]), environ).start()
 
-    def _resume_accepting(self) -> None:
-        if self._accepting or not self.alive or self._held() >= self.cfg.worker_connections:
-            return
-        for listener in self.sockets:
-            self._loop.register(listener, selectors.EVENT_READ, functools.partial(self._acceptable, listener))
-        self._accepting = True
+    def loop_close(self) -> None:
+        self._upstream.close()
 
-    def _pause_accepting(self) -> None:
-        if self._accepting:
-            for listener in self.sockets:
-                self._loop.unregister(listener)
-            self._accepting = False
-
-    def _acceptable(self, listener: socket.socket, _events: int) -> None:
-        held = self._held()
-        if held >= self.cfg.worker_connections:
-            self._pause_accepting()  # the rest wait in the backlog until one of ours closes
-        elif self.cfg.workers > 1 and held:
-            # The thread worker's balancing, without sleeping: a worker holding more connections waits
-            # a little longer before accepting, so the less loaded one usually takes the connection.
-            self._pause_accepting()
-            delay = min(ACCEPT_DELAY_PER_CONNECTION * held, ACCEPT_DELAY_MAX)
-            self._loop.call_later(delay, self._accept_late, listener)
-        else:
-            self._accept_one(listener)
-
-    def _accept_late(self, listener: socket.socket) -> None:
-        if self.alive:
-            self._accept_one(listener)
-            self._resume_accepting()
-
-    def _accept_one(self, listener: socket.socket) -> None:
-        try:
-            sock, addr = listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return  # another worker took it
-        except OSError as error:
-            if error.errno in (errno.ECONNABORTED, errno.EPROTO):
-                return
-            raise
-        util.close_on_exec(sock)
-        if not isinstance(addr, tuple):  # a Unix socket: the thread worker's
-            self._serve_on_thread(listener, sock, addr)
-            return
-        sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # an answer never waits for an ACK
-        client = _Client(sock, addr, listener, self._listener_environ[listener])
-        self._clients[sock] = client
-        client.callback = functools.partial(self._client_ready, client)
-        self._loop.register(sock, client.events, client.callback)
-
-    # --- reading requests -----------------------------------------------------------------------
-
-    def _watch(self, client: _Client, events: int) -> None:
-        """Watch `client` for `events` (0: not at all); one epoll_ctl only when they change."""
-        if client.events == events:
-            return
-        if not events:
-            self._loop.unregister(client.sock)
-        elif not client.events:
-            self._loop.register(client.sock, events, client.callback)
-        else:
-            self._loop.modify(client.sock, events, client.callback)
-        client.events = events
-
-    def _client_ready(self, client: _Client, events: int) -> None:
-        if events & selectors.EVENT_WRITE and client.out:
-            self._flush(client)
-        if events & selectors.EVENT_READ and not client.closed:
-            self._client_readable(client)
-
-    def _client_readable(self, client: _Client) -> None:
-        try:
-            data = client.sock.recv(RECV_SIZE)
-        except BlockingIOError:
-            return
-        except OSError:
-            self._close(client)
-            return
-        if not data:
-            if client.busy:  # half-closed after its request: it still gets the answer
-                client.peer_closed = True
-                self._watch(client, selectors.EVENT_WRITE if client.out else 0)
-            else:
-                self._close(client)
-            return
-        client.buffer += data
-        client.last_active = time.monotonic()
-        if not client.busy:
-            self._next_request(client)
-        elif len(client.buffer) > MAX_AHEAD:
-            self._watch(client, selectors.EVENT_WRITE if client.out else 0)  # read on once answered
-
-    def _next_request(self, client: _Client) -> None:
-        buffer = client.buffer
-        end = buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if client.peer_closed:
-                self._close(client)  # half a request, and no more will come
-            elif plainhttp.for_gunicorn_already(buffer):
-                self._handover(client)
-            elif client.events != selectors.EVENT_READ:
-                self._watch(client, selectors.EVENT_READ)
-            return
-        request = plainhttp.parse_head(buffer[:end], self._limits)
-        if request is None or request.content_length > self._proxy.config.max_content_length:
-            self._handover(client)  # not plain, or a 413 that gunicorn's reader drains properly
-            return
-        total = end + 4 + request.content_length
-        if len(buffer) < total:
-            if client.peer_closed:
-                self._close(client)
-            elif client.events != selectors.EVENT_READ:
-                self._watch(client, selectors.EVENT_READ)
-            return  # the body is still on its way
-        environ = plainhttp.build_environ(
-            request, buffer[end + 4 : total], client.base_environ, client.sock, client.addr
-        )
-        service = route(environ["PATH_INFO"])
-        if service is None:
-            self._handover(client)  # Flask's own routes (/, /health, /ready…) run on a thread
-            return
-        client.buffer = buffer[total:]
-        client.busy = True
-        client.close_after = self._count_request() or request.close
-        _Forwarding(self, client, service, environ).start()
-
-    def _handover(self, client: _Client) -> None:
-        """The rest of this connection is served by a thread of the keep-alive thread worker."""
-        self._watch(client, 0)
-        del self._clients[client.sock]
-        client.closed = True
-        self._serve_on_thread(client.listener, client.sock, client.addr, client.buffer)
-
-    # --- answering ------------------------------------------------------------------------------
-
-    def respond(self, client: _Client, environ: dict, outcome: Outcome, started: float, release) -> None:
+    def respond(self, client: LoopClient, environ: dict, outcome: Outcome, started: float, release) -> None:
         method, path = environ["REQUEST_METHOD"], environ["PATH_INFO"]
-        client.close_after = client.close_after or not self.alive  # shutting down: say it is the last
+        close = self.closing_after(client)
         try:
-            payload, keeps_alive = _encode(outcome, environ, client.close_after)
+            payload, keeps_alive = _encode(environ, outcome, close)
         except Exception:  # the instance's answer had a header we may not relay (validated like gunicorn)
             self.log.exception("Invalid answer from upstream for %s %s", method, path)
             outcome = self._proxy.problem(502, "The upstream's answer could not be relayed.", path)
-            payload, keeps_alive = _encode(outcome, environ, close=True)
+            payload, keeps_alive = _encode(environ, outcome, close=True)
         Proxy.log(environ, outcome, started)
-        if client.closed:  # the client left while its request was forwarded
-            if release is not None:
-                release()
-            return
-        client.close_after = not keeps_alive
-        client.out = memoryview(payload)
-        client.release = release
-        self._flush(client)
-
-    def _flush(self, client: _Client) -> None:
-        try:
-            sent = client.sock.send(client.out)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            self._close(client)
-            return
-        client.out = client.out[sent:]
-        if client.out:
-            self._watch(
-                client,
-                selectors.EVENT_WRITE if client.peer_closed else selectors.EVENT_READ | selectors.EVENT_WRITE,
-            )
-            return
-        self._answered(client)
-
-    def _answered(self, client: _Client) -> None:
-        release, client.release = client.release, None
-        if release is not None:
-            release()
-        client.busy = False
-        client.last_active = time.monotonic()
-        if client.close_after or not self.alive or (client.peer_closed and not client.buffer):
-            self._close(client)
-            return
-        self._next_request(client)  # pipelined requests, also from a client that has half-closed
-
-    def _close(self, client: _Client) -> None:
-        if client.closed:
-            return
-        client.closed = True
-        release, client.release = client.release, None
-        if release is not None:
-            release()
-        self._watch(client, 0)
-        del self._clients[client.sock]
-        util.close(client.sock)
-        self._resume_accepting()
+        self.answer(client, payload, keeps_alive, release)
 
     # --- registry lookups off the loop ----------------------------------------------------------
 
@@ -326,52 +83,9 @@ class EventLoopWorker(KeepAliveThreadWorker):
         for then in self._lookups_running.pop(service, []):
             then()
 
-    # --- housekeeping ---------------------------------------------------------------------------
 
-    def _tick(self) -> None:
-        self.notify()
-        if os.getppid() != self.ppid:
-            self.log.info("Parent changed, shutting down: %s", self)
-            self.alive = False
-        # Idle keep-alive connections (and requests arriving too slowly) end after KEEPALIVE seconds,
-        # as the thread worker's socket timeout ends them.
-        cutoff = time.monotonic() - (self.cfg.keepalive or self.timeout or 30)
-        for client in [c for c in self._clients.values() if not c.busy and c.last_active < cutoff]:
-            self._close(client)
-        self._resume_accepting()  # a thread's connection may have ended below WORKER_CONNECTIONS
-        self._loop.call_later(TICK_SECONDS, self._tick)
-
-    def _drain(self) -> None:
-        """Graceful shutdown of the loop's part: no new connections, idle ones closed now, requests in
-        flight answered (with Connection: close) within graceful_timeout."""
-        self._pause_accepting()
-        for listener in self.sockets:
-            util.close(listener)  # refused from now on, rather than left waiting in a backlog nobody serves
-        deadline = time.monotonic() + self.cfg.graceful_timeout
-        while True:
-            for client in [c for c in self._clients.values() if not c.busy]:
-                self._close(client)
-            if not self._clients or time.monotonic() >= deadline:
-                break
-            self.notify()
-            self._loop.run_once(0.05)
-        if self._clients:
-            self.log.warning("%d proxied request(s) unanswered after graceful_timeout", len(self._clients))
-        for client in list(self._clients.values()):
-            self._close(client)
-        self._upstream.close()
-
-
-def _encode(outcome: Outcome, environ: dict, close: bool) -> tuple[bytes, bool]:
-    """The answer's bytes, by the thread path's rules (status and headers validated, hop-by-hop headers
-    dropped), and whether the connection may carry another request."""
-    parts: list[bytes] = []
-    answer = plainhttp.PlainResponse(
-        parts.append, environ["REQUEST_METHOD"], close, environ["SERVER_PROTOCOL"]
-    )
-    answer.start_response(outcome.status, outcome.headers)
-    answer.send((outcome.body,))
-    return b"".join(parts), answer.keeps_alive()
+def _encode(environ: dict, outcome: Outcome, close: bool) -> tuple[bytes, bool]:
+    return encode_answer(environ, outcome.status, outcome.headers, outcome.body, close)
 
 
 class _Forwarding:
@@ -390,7 +104,7 @@ class _Forwarding:
         "worker",
     )
 
-    def __init__(self, worker: EventLoopWorker, client: _Client, service: str, environ: dict):
+    def __init__(self, worker: EventLoopWorker, client: LoopClient, service: str, environ: dict):
         self.worker = worker
         self.client = client
         self.service = service

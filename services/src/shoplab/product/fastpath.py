@@ -3,6 +3,7 @@
 A hit is a Redis GET/HGET and the stored bytes written back, so it skips Flask's routing and request
 context, which cost more than everything else on this path. Anything that is not a plain, well-formed
 cache hit falls through to the Flask app, which does the full validation, the misses and the errors.
+The product's event-loop worker (`product.loop_worker`) reads the same commands without blocking.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-from shoplab.core.cache import ProductCache
+from shoplab.core.cache import ProductCache, item_read, page_read
 from shoplab.core.logs import log_request
 
 LIST_PATH = "/api/products"
@@ -35,6 +36,22 @@ def _page_params(query: str) -> tuple[int, int] | None:
     return page, per_page
 
 
+def hit_headers(body: bytes) -> list[tuple[str, str]]:
+    return [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("X-Cache", "HIT")]
+
+
+def read_command(path: str, query: str) -> tuple[str, ...] | None:
+    """The Redis read that may answer GET `path`?`query` (None: the Flask route must serve it)."""
+    if path == LIST_PATH:
+        params = _page_params(query)
+        return page_read(*params) if params else None
+    if path.startswith(ITEM_PREFIX):
+        raw_id = path[len(ITEM_PREFIX) :]
+        if raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 9 and raw_id[0] != "0" and not query:
+            return item_read(int(raw_id))
+    return None
+
+
 class CachedReads:
     def __init__(self, app: Callable, cache: ProductCache):
         self.app = app
@@ -43,26 +60,10 @@ class CachedReads:
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         if environ["REQUEST_METHOD"] == "GET":
             started = time.perf_counter()
-            body = self._lookup(environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""))
+            command = read_command(environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""))
+            body = self.cache.read(command) if command else None
             if body is not None:
-                start_response(
-                    "200 OK",
-                    [
-                        ("Content-Type", "application/json"),
-                        ("Content-Length", str(len(body))),
-                        ("X-Cache", "HIT"),
-                    ],
-                )
+                start_response("200 OK", hit_headers(body))
                 log_request("GET", environ.get("PATH_INFO", ""), 200, started, cache="HIT")
                 return [body]
         return self.app(environ, start_response)
-
-    def _lookup(self, path: str, query: str) -> bytes | None:
-        if path == LIST_PATH:
-            params = _page_params(query)
-            return self.cache.get_page(*params) if params else None
-        if path.startswith(ITEM_PREFIX):
-            raw_id = path[len(ITEM_PREFIX) :]
-            if raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 9 and raw_id[0] != "0" and not query:
-                return self.cache.get_item(int(raw_id))
-        return None
