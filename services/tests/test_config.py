@@ -21,6 +21,19 @@ def test_defaults_match_the_services_contract(monkeypatch):
     assert product.registry_ttl == 3 * product.heartbeat_interval
 
 
+def test_the_gateway_lets_more_product_reads_than_orders_into_a_service(monkeypatch):
+    for name in ("GATEWAY_MAX_INFLIGHT", "GATEWAY_MAX_INFLIGHT_PRODUCT", "GATEWAY_MAX_INFLIGHT_ORDER"):
+        monkeypatch.delenv(name, raising=False)
+    assert Config.from_env("gateway").gateway_max_inflight == {"product": 16, "order": 4}
+    monkeypatch.setenv("GATEWAY_MAX_INFLIGHT", "2")  # one limit for both...
+    assert Config.from_env("gateway").gateway_max_inflight == {"product": 2, "order": 2}
+    monkeypatch.setenv("GATEWAY_MAX_INFLIGHT_ORDER", "0")  # ...unless a service has its own (0: none)
+    assert Config.from_env("gateway").gateway_max_inflight == {"product": 2, "order": 0}
+    monkeypatch.setenv("GATEWAY_MAX_INFLIGHT_PRODUCT", "many")
+    with pytest.raises(ValueError):
+        Config.from_env("gateway")
+
+
 @pytest.mark.parametrize("name", ["HTTP_FAST_PATH", "ACCESS_LOG"])
 def test_switches_are_on_by_default_and_read_on_off(monkeypatch, name):
     attribute = name.lower()

@@ -31,6 +31,21 @@ def _env_bool(name: str, default: bool) -> bool:
     raise ValueError(f"{name} must be on or off (or true/false, yes/no, 1/0), not {value!r}")
 
 
+# Requests one gateway worker lets into a service at once (GATEWAY_MAX_INFLIGHT_<SERVICE>, or
+# GATEWAY_MAX_INFLIGHT for both). A cached product read is a Redis GET on the instances' event loops:
+# more of them in flight let each loop wake-up serve several (4 -> 16: +25 % req/s, the same p99). An
+# order is a PostgreSQL transaction: 16 in flight per worker made its p99 1.4x longer for no more orders.
+DEFAULT_MAX_INFLIGHT = {"product": 16, "order": 4}
+
+
+def _max_inflight() -> dict[str, int]:
+    common = _env("GATEWAY_MAX_INFLIGHT", "")
+    return {
+        service: _env_int(f"GATEWAY_MAX_INFLIGHT_{service.upper()}", int(common) if common else default)
+        for service, default in DEFAULT_MAX_INFLIGHT.items()
+    }
+
+
 def read_database_url() -> str:
     """DATABASE_URL, with the password from DATABASE_PASSWORD_FILE (Docker secrets) when that is set."""
     url = _env("DATABASE_URL", "postgresql://shoplab@postgres:5432/shoplab")
@@ -76,7 +91,7 @@ class Config:
     gateway_lookup_ttl: float
     gateway_eject_after: int
     gateway_eject_seconds: float
-    gateway_max_inflight: int
+    gateway_max_inflight: dict[str, int]  # per service; 0: no limit
     gateway_queue_timeout: float
 
     @classmethod
@@ -111,6 +126,6 @@ class Config:
             gateway_lookup_ttl=_env_float("GATEWAY_LOOKUP_TTL", 1.0),
             gateway_eject_after=_env_int("GATEWAY_EJECT_AFTER", 3),
             gateway_eject_seconds=_env_float("GATEWAY_EJECT_SECONDS", 10.0),
-            gateway_max_inflight=_env_int("GATEWAY_MAX_INFLIGHT", 4),
+            gateway_max_inflight=_max_inflight(),
             gateway_queue_timeout=_env_float("GATEWAY_QUEUE_TIMEOUT", 5.0),
         )

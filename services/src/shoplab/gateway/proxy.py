@@ -83,8 +83,11 @@ class Proxy:
         self.config = config
         self.balancer = balancer
         self.pool = ConnectionPool(config.gateway_connect_timeout)
-        limit = config.gateway_max_inflight
-        self.gates = {service: FifoGate(limit) for service in ROUTES.values()} if limit > 0 else {}
+        self.gates = {
+            service: FifoGate(limit)
+            for service in set(ROUTES.values())
+            if (limit := config.gateway_max_inflight.get(service, 0)) > 0
+        }
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         service = route(environ.get("PATH_INFO", ""))
@@ -285,7 +288,7 @@ class Attempts:
 class Answer(list):
     """The one-part WSGI body of a proxied answer. The server calls close() once it has sent it (PEP 3333),
     and that gives the gate's slot back: a slot then covers writing the answer too, so at most
-    GATEWAY_MAX_INFLIGHT threads of a worker compete for the GIL and the rest wait in FIFO order
+    GATEWAY_MAX_INFLIGHT_<SERVICE> threads of a worker compete for the GIL and the rest wait in FIFO order
     (p99 on loopback 55-70 -> 33-41 ms with a gate of 4)."""
 
     def __init__(self, body: bytes, release: Callable[[], None] | None):

@@ -64,7 +64,7 @@ class CachedReadsLoopWorker(LoopHttpWorker):
         self.answer(client, payload, keeps_alive)
 
     def cache_missed(self, client: LoopClient, environ: dict, command: tuple, error: Exception | None):
-        if error is not None:
+        if error is not None and self._reads.cache.available():  # the reads failed with it: one warning
             self._reads.cache.failed(command[0].lower(), error)
         # Flask reads PostgreSQL (and fills the cache): the app behind CachedReads, the lookup is done.
         self._on_thread(client, environ, self._reads.app)
