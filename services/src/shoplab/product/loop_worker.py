@@ -66,7 +66,8 @@ class CachedReadsLoopWorker(LoopHttpWorker):
     def cache_missed(self, client: LoopClient, environ: dict, command: tuple, error: Exception | None):
         if error is not None and self._reads.cache.available():  # the reads failed with it: one warning
             self._reads.cache.failed(command[0].lower(), error)
-        # Flask reads PostgreSQL (and fills the cache): the app behind CachedReads, the lookup is done.
+        # Flask's route serves it (from PostgreSQL, filling the cache); CachedReads is skipped: its
+        # lookup was this one.
         self._on_thread(client, environ, self._reads.app)
 
     # --- the Flask app on the pool ----------------------------------------------------------------
