@@ -183,16 +183,6 @@ def test_invalid_status_or_headers_from_the_application_raise(status, headers):
     assert raised.type.__name__ in ("ValueError", "InvalidResponseHeader", "InvalidResponseHeaderName")
 
 
-def test_fields_are_judged_the_same_every_time_they_come():
-    fields = [("X-Cache", " HIT\t"), ("Connection", "close"), ("Content-Length", "2")]
-    for _ in range(3):  # the first answer validates each field, the next ones find it checked
-        data, keeps_alive = answer("GET", "200 OK", fields, [b"ok"])
-        assert b"X-Cache: HIT\r\n" in data and data.count(b"Connection:") == 1 and keeps_alive
-    for _ in range(2):  # a refused field is never remembered as a good one
-        with pytest.raises(Exception, match="X-Split"):
-            plainhttp.PlainResponse(None, "GET", False).start_response("200 OK", [("X-Split", "a\nb")])
-
-
 # --- both paths on a live server ------------------------------------------------------------------
 
 

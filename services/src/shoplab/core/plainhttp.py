@@ -161,33 +161,6 @@ def http_date() -> str:
     return _date_cache[1]
 
 
-# Header fields already validated, and what start_response makes of them: answers repeat the same few
-# fields (Content-Type, X-Cache, the instance that answered), and the two regexes per field were ~5 % of
-# the gateway's CPU per request. Bounded: cleared when full.
-_CHECKED: dict[tuple[str, str], tuple[str, str]] = {}
-_CHECKED_MAX = 1024
-
-
-def _check_field(name, value) -> tuple[str, str]:
-    """(kind, value without surrounding blanks) of a valid field, by gunicorn's Response rules; kind is
-    "content-length", "hop-by-hop" or "other". Raises for a field gunicorn would refuse."""
-    if not isinstance(name, str) or not TOKEN_RE.fullmatch(name):
-        raise InvalidResponseHeaderName(f"{name!r}")
-    if not isinstance(value, str) or not HEADER_VALUE_RE.fullmatch(value):
-        raise InvalidResponseHeader(f"{name!r}")
-    stripped = value.strip(" \t")
-    if name.lower() == "content-length":
-        kind = "content-length"
-    elif util.is_hoppish(name):
-        kind = "hop-by-hop"
-    else:
-        kind = "other"
-    if len(_CHECKED) >= _CHECKED_MAX:
-        _CHECKED.clear()
-    _CHECKED[(name, value)] = (kind, stripped)
-    return kind, stripped
-
-
 class PlainResponse:
     """start_response and write for one request, with gunicorn's Response rules for the application's
     status and headers (validated, hop-by-hop ones dropped, Content-Length honoured, chunked otherwise)."""
@@ -222,13 +195,14 @@ class PlainResponse:
         self.status, self.status_code = status, int(status[:3])
         self.headers, self.length = [], None
         for name, value in headers:
-            checked = _CHECKED.get((name, value)) if type(name) is str and type(value) is str else None
-            if checked is None:
-                checked = _check_field(name, value)
-            kind, stripped = checked
-            if kind == "content-length":
+            if not isinstance(name, str) or not TOKEN_RE.fullmatch(name):
+                raise InvalidResponseHeaderName(f"{name!r}")
+            if not isinstance(value, str) or not HEADER_VALUE_RE.fullmatch(value):
+                raise InvalidResponseHeader(f"{name!r}")
+            stripped = value.strip(" \t")
+            if name.lower() == "content-length":
                 self.length = int(stripped)
-            elif kind == "hop-by-hop":
+            elif util.is_hoppish(name):
                 continue  # this connection's framing is ours to say (gunicorn drops these too)
             self.headers.append((name, stripped))
         code = self.status_code
