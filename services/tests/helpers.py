@@ -87,3 +87,13 @@ def framed_answers_in(data: bytes) -> list[tuple[bytes, bytes]]:
 def answers_in(data: bytes) -> list[dict]:
     """The JSON bodies of the complete answers at the start of `data`."""
     return [json.loads(body) for _, body in framed_answers_in(data)]
+
+
+def read_framed_answers(sock: socket.socket, count: int) -> list[tuple[bytes, bytes]]:
+    """Read until `count` complete answers arrived (the test fails if the connection closes first)."""
+    data = b""
+    while len(framed_answers_in(data)) < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {len(framed_answers_in(data))} answers"
+        data += chunk
+    return framed_answers_in(data)

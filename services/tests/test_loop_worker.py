@@ -20,6 +20,7 @@ from helpers import (
     assert_problem,
     body_of,
     connect,
+    read_framed_answers,
     read_response,
     request_on,
     status_of,
@@ -48,12 +49,8 @@ def test_pipelined_requests_are_answered_in_order(gateway):
     ids = [5, 1, 4, 2]
     with connect(gateway) as sock:
         sock.sendall(b"".join(b"GET /api/products/%d HTTP/1.1\r\nHost: lab\r\n\r\n" % n for n in ids))
-        data = b""
-        while len(answers_in(data)) < len(ids):
-            chunk = sock.recv(65536)
-            assert chunk, f"closed after {len(answers_in(data))} answers"
-            data += chunk
-    assert [answer["id"] for answer in answers_in(data)] == ids
+        answers = read_framed_answers(sock, len(ids))
+    assert [json.loads(body)["id"] for _, body in answers] == ids
 
 
 def test_a_request_that_arrives_in_pieces_is_answered(gateway, new_product):

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 import requests
-from helpers import body_of, connect, framed_answers_in, read_response, status_of
+from helpers import body_of, connect, read_framed_answers, read_response, status_of
 
 
 @pytest.fixture(scope="module")
@@ -26,15 +26,6 @@ def header(head: bytes, name: bytes) -> bytes | None:
     return None
 
 
-def read_answers(sock, count: int) -> list[tuple[bytes, bytes]]:
-    data = b""
-    while len(framed_answers_in(data)) < count:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed after {len(framed_answers_in(data))} answers"
-        data += chunk
-    return framed_answers_in(data)
-
-
 def request(method: str, path: str, body: dict | None = None) -> bytes:
     payload = json.dumps(body).encode() if body is not None else b""
     head = f"{method} {path} HTTP/1.1\r\nHost: lab\r\n"
@@ -47,7 +38,7 @@ def test_a_hit_answers_the_same_bytes_flask_stored(product, new_product):
     item = new_product(stock=9)
     with connect(product) as sock:
         sock.sendall(request("GET", f"/api/products/{item['id']}") * 2)
-        (miss_head, miss_body), (hit_head, hit_body) = read_answers(sock, 2)
+        (miss_head, miss_body), (hit_head, hit_body) = read_framed_answers(sock, 2)
     assert header(miss_head, b"X-Cache") == b"MISS"  # Flask, on the pool: it read PostgreSQL and stored it
     assert header(hit_head, b"X-Cache") == b"HIT"  # the loop: Redis's bytes as they are
     assert hit_body == miss_body
@@ -69,7 +60,7 @@ def test_pipelined_reads_and_writes_on_one_connection_are_answered_in_order(prod
     ]
     with connect(product) as sock:
         sock.sendall(b"".join(sock_requests))
-        answers = read_answers(sock, len(sock_requests))
+        answers = read_framed_answers(sock, len(sock_requests))
     statuses = [int(head.split(b" ")[1]) for head, _ in answers]
     assert statuses == [200, 200, 200, 200, 200, 200, 404]
     assert [header(h, b"X-Cache") for h, _ in answers[:4]] == [b"MISS", b"HIT", None, b"MISS"]
@@ -150,7 +141,7 @@ def test_connections_stay_on_the_loop_whatever_they_ask(stack, servers):
     try:
         for n, sock in enumerate(sockets):
             sock.sendall(request("GET", f"/api/products?per_page={n + 1}") * 2 + request("GET", "/health"))
-            assert [int(head.split(b" ")[1]) for head, _ in read_answers(sock, 3)] == [200, 200, 200]
+            assert [int(head.split(b" ")[1]) for head, _ in read_framed_answers(sock, 3)] == [200, 200, 200]
         assert worker_threads(instance.popen.pid) < 12  # the loop, the pool's 4, heartbeat and log flusher
     finally:
         for sock in sockets:

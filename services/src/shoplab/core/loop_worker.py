@@ -68,6 +68,12 @@ class LoopClient:
         self.release = None  # called once the answer is sent (the gateway gives its gate's slot back)
 
 
+def wsgi_layer(app, kind: type):
+    """The `kind` middleware in front of a Flask app (`app.wsgi_app`), or None if it has none."""
+    layer = getattr(app, "wsgi_app", None)
+    return layer if isinstance(layer, kind) else None
+
+
 def encode_answer(environ: dict, status: str, headers: list, body: bytes, close: bool) -> tuple[bytes, bool]:
     """The answer's bytes, by the thread path's rules (status and headers validated, hop-by-hop headers
     dropped), and whether the connection may carry another request."""

@@ -264,3 +264,15 @@ class PlainResponse:
         # An application that promised more bytes than it sent leaves the client waiting: close.
         short = self.length is not None and self.sent < self.length and not self.omits_body
         return not (self.close_after or short)
+
+
+def run_app(app, environ: dict, answer: PlainResponse) -> None:
+    """Run the WSGI `app` for `environ` and send its whole answer through `answer`; the app's iterable
+    is closed whatever happens (PEP 3333). The caller decides what an exception becomes."""
+    respiter = None
+    try:
+        respiter = app(environ, answer.start_response)
+        answer.send(respiter)
+    finally:
+        if hasattr(respiter, "close"):
+            respiter.close()

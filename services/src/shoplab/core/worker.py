@@ -227,10 +227,8 @@ class KeepAliveThreadWorker(base.Worker):
         environ = plainhttp.build_environ(request, body, base_environ, client, addr)
         close = self._count_request() or request.close
         resp = plainhttp.PlainResponse(client.sendall, request.method, close, request.version)
-        respiter = None
         try:
-            respiter = self.wsgi(environ, resp.start_response)
-            resp.send(respiter)
+            plainhttp.run_app(self.wsgi, environ, resp)
         except OSError:
             raise
         except Exception:
@@ -239,9 +237,6 @@ class KeepAliveThreadWorker(base.Worker):
                 with contextlib.suppress(OSError):
                     util.write_error(client, 500, "Internal Server Error", "")
             return False
-        finally:
-            if hasattr(respiter, "close"):
-                respiter.close()
         return resp.keeps_alive()
 
     def _count_request(self) -> bool:

@@ -18,22 +18,16 @@ import functools
 import time
 
 from shoplab.core.eventloop import Timer
-from shoplab.core.loop_worker import LoopClient, LoopHttpWorker, encode_answer
+from shoplab.core.loop_worker import LoopClient, LoopHttpWorker, encode_answer, wsgi_layer
 from shoplab.gateway.admission import FifoGate
 from shoplab.gateway.loop_upstream import LoopUpstream
 from shoplab.gateway.proxy import Attempts, Outcome, Plan, Proxy, route
 from shoplab.gateway.upstream import UpstreamResponse
 
 
-def find_proxy(app) -> Proxy | None:
-    """The Proxy in front of the gateway's Flask app (`app.wsgi_app`), if this app has one."""
-    proxy = getattr(app, "wsgi_app", None)
-    return proxy if isinstance(proxy, Proxy) else None
-
-
 class EventLoopWorker(LoopHttpWorker):
     def loop_setup(self) -> bool:
-        self._proxy = find_proxy(self.wsgi)
+        self._proxy = wsgi_layer(self.wsgi, Proxy)
         if self._proxy is None:
             return False
         self.max_content_length = self._proxy.config.max_content_length

@@ -17,29 +17,22 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from shoplab.core.logs import log_request
 from shoplab.core.loop_redis import LoopRedis
-from shoplab.core.loop_worker import LoopClient, LoopHttpWorker, encode_answer
-from shoplab.core.plainhttp import PlainResponse
+from shoplab.core.loop_worker import LoopClient, LoopHttpWorker, encode_answer, wsgi_layer
+from shoplab.core.plainhttp import PlainResponse, run_app
 from shoplab.core.problems import PROBLEM_CONTENT_TYPE, problem_body
 from shoplab.product.fastpath import CachedReads, hit_headers, read_command
 
 
-def find_cached_reads(app) -> CachedReads | None:
-    """The CachedReads in front of the product's Flask app (`app.wsgi_app`), if this app has one."""
-    reads = getattr(app, "wsgi_app", None)
-    return reads if isinstance(reads, CachedReads) else None
-
-
 class CachedReadsLoopWorker(LoopHttpWorker):
     def loop_setup(self) -> bool:
-        self._reads = find_cached_reads(self.wsgi)
+        self._reads = wsgi_layer(self.wsgi, CachedReads)
         if self._reads is None:
             return False
-        self.max_content_length = self.wsgi.config["MAX_CONTENT_LENGTH"]
-        cache = self._reads.cache
-        pool = cache.client.connection_pool
+        config = self.wsgi.config["SHOPLAB"]
+        self.max_content_length = config.max_content_length
         # None (TLS, say): every read goes to the thread pool, where redis-py does it.
         self._redis = LoopRedis.from_connection_kwargs(
-            self._loop, pool.connection_kwargs, pool.connection_kwargs.get("socket_timeout") or 0.25
+            self._loop, self._reads.cache.client.connection_pool.connection_kwargs, config.redis_timeout
         )
         self._pool = ThreadPoolExecutor(max_workers=max(1, self.cfg.threads), thread_name_prefix="flask")
         return True
@@ -114,16 +107,11 @@ def _run_app(app, environ: dict, close: bool, log) -> tuple[bytes, bool]:
     """The WSGI app's whole answer (status, headers, body) as bytes, and whether to keep the connection."""
     parts: list[bytes] = []
     answer = PlainResponse(parts.append, environ["REQUEST_METHOD"], close, environ["SERVER_PROTOCOL"])
-    respiter = None
     try:
-        respiter = app(environ, answer.start_response)
-        answer.send(respiter)
+        run_app(app, environ, answer)
         return b"".join(parts), answer.keeps_alive()
     except Exception:
         log.exception("Error handling request %s %s", environ["REQUEST_METHOD"], environ["RAW_URI"])
-    finally:
-        if hasattr(respiter, "close"):
-            respiter.close()
     body = problem_body(500, "An unexpected error occurred.", instance=environ["PATH_INFO"])
     headers = [("Content-Type", PROBLEM_CONTENT_TYPE), ("Content-Length", str(len(body)))]
     return encode_answer(environ, "500 Internal Server Error", headers, body, close=True)
