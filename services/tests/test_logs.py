@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 
-from shoplab.core.logs import AccessLog
+from shoplab.core import logs
+from shoplab.core.logs import AccessLog, configure_logging, log_request
 
 
 def make_log(flush_seconds: float, enabled: bool = True) -> tuple[AccessLog, io.StringIO]:
@@ -68,3 +70,20 @@ def test_disabled_writes_nothing():
     log.record("GET", "/health", 200, time.perf_counter())
     log.flush()
     assert stream.getvalue() == ""
+
+
+def test_access_lines_go_to_stdout_and_every_other_record_to_stderr(capsys):
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, logs._access_logs[0]
+    try:
+        configure_logging("product", "product-7", "INFO", access_log=True, access_log_flush=0)
+        log_request("GET", "/api/products/3", 200, time.perf_counter(), cache="HIT")
+        logging.getLogger("shoplab.cache").warning("redis is down")
+        out, err = capsys.readouterr()
+    finally:
+        root.handlers[:], level, logs._access_logs[0] = saved
+        root.setLevel(level)
+    (access,) = [json.loads(line) for line in out.splitlines()]
+    assert (access["logger"], access["path"], access["cache"]) == ("shoplab.access", "/api/products/3", "HIT")
+    (record,) = [json.loads(line) for line in err.splitlines()]
+    assert (record["level"], record["msg"], record["instance"]) == ("warning", "redis is down", "product-7")

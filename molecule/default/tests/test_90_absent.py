@@ -82,6 +82,8 @@ def test_no_files_left(lab, removed):
         "/etc/shoplab",
         "/opt/shoplab",
         "/var/lib/shoplab",
+        "/var/lib/shoplab-logrotate",
+        "/var/log/shoplab",
         "/usr/local/sbin/shoplab-netns",
         "/usr/local/sbin/shoplab-firewall",
         "/run/shoplab",

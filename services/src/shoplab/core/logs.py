@@ -1,4 +1,8 @@
-"""JSON logging to stdout: one line per log record, and one access line per request.
+"""JSON logging: one access line per request on stdout, every other log record on stderr.
+
+Two streams, as in nginx's image (access log to stdout, error log to stderr): whoever runs the service
+can keep them apart. The netns units append the access lines to a file and send the rest to the journal;
+Docker keeps both in the container's log.
 
 Access lines are buffered like nginx's `access_log … buffer=64k flush=1s`: formatting a record through
 the logging module and writing it under the handler's lock cost a fifth of the gateway's CPU per request
@@ -108,7 +112,7 @@ class AccessLog:
             self.stream.write(text)
             self.stream.flush()
         except (OSError, ValueError):
-            pass  # stdout gone (closed at exit, journald restarting): drop the lines, never fail requests
+            pass  # stdout gone (closed at exit, a full disk): drop the lines, never fail requests
 
     def _start_flusher(self) -> None:
         # Started on first use, so in the worker: a thread started in gunicorn's master dies at the fork.
@@ -131,7 +135,7 @@ _access_logs = [AccessLog("shoplab", "-", sys.stdout, flush_seconds=0)]
 def configure_logging(
     service: str, instance_id: str, level: str, access_log: bool = True, access_log_flush: float = 1.0
 ) -> None:
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service, instance_id))
     root = logging.getLogger()
     root.handlers[:] = [handler]
