@@ -206,16 +206,15 @@ def _per_request(row: dict | None, groups: tuple[str, ...]) -> tuple[float | Non
 NOISE = 0.03
 
 _CGROUPS_WHY = (
-    " Both are veth + Linux bridge and the load tool runs in this host's own CPU cgroup for both; what"
-    " differs is the services' cgroups: Docker gives every container a CPU cgroup of its own and the"
-    " scheduler picks a group before a task, so each hand-off between gateway, product and Redis crosses"
-    " groups (more wake-ups and migrations), while the netns services share one (here the lab-host"
-    " container's)."
+    " Both are veth + Linux bridge, and the load tool runs in this host's CPU cgroup for both. Ruled out"
+    " by hand with the event-loop services (bench/README.md): Docker's log pipeline, the containers' CFS"
+    " quota, a CPU cgroup per container, br_netfilter and Docker's FORWARD chains; the extra CPU shows in"
+    " user, system and softirq time alike."
 )
 
 
 def _why_docker_vs_netns(rows: list[dict], say) -> None:
-    """Same veth + bridge path, same load host: what is left is how the scheduler sees the processes."""
+    """Same veth + bridge path, same load host: the gap in throughput, context switches and CPU."""
     cases = (
         ("gateway", ("gateway", "product"), "the gateway and the product instances", "(no userland proxy)"),
         ("direct", ("product",), "the product instance", "(one product instance)"),
@@ -231,7 +230,7 @@ def _why_docker_vs_netns(rows: list[dict], say) -> None:
             measured = f" Per request {label} switched context {sw_d:.1f} times in docker vs {sw_n:.1f}"
             cpu = f" and burnt {cpu_d:.2f} vs {cpu_n:.2f} ms of CPU" if cpu_n and cpu_d else ""
             measured += f" in netns{cpu}."
-        # The cgroup explanation only where the numbers show it: docker slower beyond the noise between
+        # What was ruled out, only where there is a gap to explain: docker slower beyond the noise between
         # interleaved rounds, and switching more per request.
         slower = r < 1 - NOISE
         why_text = (

@@ -111,7 +111,7 @@ def test_context_switches_per_request_and_what_they_explain():
         "gateway": 4.0, "product": 5.0}  # fmt: skip
     line = next(line for line in report.why(rows) if "docker vs netns (no userland proxy)" in line)
     assert "switched context 9.0 times in docker vs 4.0 in netns" in line
-    assert "CPU cgroup of its own" in line
+    assert "Ruled out by hand" in line and "a CPU cgroup per container" in line
 
 
 def test_no_cgroup_explanation_when_docker_is_not_slower():
@@ -141,7 +141,7 @@ def test_no_cgroup_explanation_when_docker_is_slower_only_within_the_noise():
     assert "cgroup" not in line
     docker["rps"]["median"] = netns["rps"]["median"] * 0.9
     line = next(line for line in report.why(rows) if "docker vs netns (no userland proxy)" in line)
-    assert "CPU cgroup of its own" in line
+    assert "Ruled out by hand" in line and "a CPU cgroup per container" in line
 
 
 def test_no_cgroup_explanation_when_docker_does_not_switch_more():

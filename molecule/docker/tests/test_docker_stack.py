@@ -165,6 +165,21 @@ def test_app_containers_may_use_every_cpu_datastores_one(containers, topology):
     assert found == wanted
 
 
+def test_every_container_logs_to_a_rotated_local_log_and_docker_logs_reads_it(containers, gateway_url):
+    """docker_stack_log_driver: `local` with a size limit, not json-file's log that never rotates."""
+    configs = {c["Name"].lstrip("/"): c["HostConfig"]["LogConfig"] for c in containers}
+    wanted = {"Type": "local", "Config": {"max-size": "20m", "max-file": "5"}}
+    wrong = {name: config for name, config in configs.items() if config != wanted}
+    assert wrong == {}
+    marker = f"/api/products/{1_500_000_000 + time.time_ns() % 600_000_000}"
+    assert requests.get(gateway_url + marker, timeout=10).status_code == 404
+    gateway = by_service(containers)["gateway"][0]["Name"].lstrip("/")
+    deadline = time.monotonic() + 15  # access lines are written every second
+    while marker not in (logs := docker("logs", "--since", "2m", gateway)):
+        assert time.monotonic() < deadline, logs[-2000:]
+        time.sleep(0.5)
+
+
 def test_bad_limits_are_refused_before_anything_changes(containers):
     before = sorted(c["Id"] for c in lab_containers())
     bad = {"app": {"cpus": "0", "memory": "256M", "pids": 1024}, "datastore": {"cpus": "1", "memory": "512M"}}
