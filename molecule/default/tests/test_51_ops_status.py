@@ -1,5 +1,5 @@
 """Status (playbooks/status.yml) on the netns lab: every section, no problem on a healthy lab, and a
-stopped instance named (unit down, not registered) until it runs again."""
+stopped instance named (unit down, not registered) until it runs again, and the services' own warnings."""
 
 from __future__ import annotations
 
@@ -46,3 +46,19 @@ def test_a_stopped_instance_is_named_then_clears(lab):
             break
         time.sleep(3)
     assert result.returncode == 0, tail(result)
+
+
+def test_a_service_warning_is_shown_with_its_instance(lab):
+    """The services' warnings are JSON lines on stderr (journal priority info): the report finds them."""
+    lab.check("systemctl stop shoplab-redis.service")
+    try:
+        status, headers, _ = lab.http("GET", "/api/products/1")
+        assert status == 200 and headers.get("x-cache") == "BYPASS"  # served from PostgreSQL
+        result = playbook("status.yml")
+    finally:
+        lab.check("systemctl start shoplab-redis.service")
+    assert result.returncode == 0, tail(result)
+    section = result.stdout.partition("The services' warnings and errors")[2]
+    line = next((line for line in section.split("\n") if "serving from PostgreSQL" in line), "")
+    assert f" shoplab-{headers['x-upstream-instance']}[" in line, tail(result)  # SyslogIdentifier
+    assert '"level":"warning"' in line and '"logger":"shoplab.cache"' in line, line

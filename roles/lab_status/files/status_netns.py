@@ -219,6 +219,26 @@ def main() -> None:  # noqa: PLR0912, PLR0915 (one linear report)
     lines.append("")
     lines.append("Recent warnings and failures (journalctl -p warning, 30 min):")
     lines.append(journal.rstrip() if rc == 0 and journal.strip() else "(none)")
+    # The services' own warnings and errors: JSON lines on stderr, which journald files at priority
+    # info, so -p warning above never shows them. journalctl exits 1 when nothing matches.
+    rc, app_lines = run(
+        "journalctl",
+        "--no-pager",
+        "-q",
+        "-o",
+        "short-iso",
+        "--since",
+        "-30min",
+        "-n",
+        "15",
+        "-u",
+        "shoplab-*",
+        "--grep",
+        '"level":"(warning|error|critical)"',
+    )
+    lines.append("")
+    lines.append("The services' warnings and errors (their JSON lines, 30 min):")
+    lines.append(app_lines.rstrip() if rc == 0 and app_lines.strip() else "(none)")
     sections.append(["systemd units (systemctl show) and recent failures", "\n".join(lines)])
 
     # The registry's contents, asked from inside the registry's own namespace.
