@@ -24,6 +24,15 @@ def run(*argv: str, timeout: float = 10) -> tuple[int, str]:
     return done.returncode, done.stdout if done.returncode == 0 else (done.stdout + done.stderr)
 
 
+def recent_journal(*selection: str) -> tuple[int, str]:
+    """The last 15 lines of the lab units' journal of the last 30 minutes that `selection` picks
+    (journalctl exits 1 when nothing matches)."""
+    return run(
+        "journalctl", "--no-pager", "-q", "-o", "short-iso",
+        "--since", "-30min", "-n", "15", "-u", "shoplab-*", *selection,
+    )  # fmt: skip
+
+
 def run_json(*argv: str):
     rc, out = run(*argv)
     if rc != 0 or not out.strip():
@@ -201,44 +210,15 @@ def main() -> None:  # noqa: PLR0912, PLR0915 (one linear report)
         lines.append(f"{unit:<28} {out.strip()}")
         if out.strip() != "active":
             problems.append(f"unit {unit} is {out.strip()}")
-    rc, journal = run(
-        "journalctl",
-        "--no-pager",
-        "-q",
-        "-o",
-        "short-iso",
-        "-p",
-        "warning",
-        "--since",
-        "-30min",
-        "-n",
-        "15",
-        "-u",
-        "shoplab-*",
-    )
-    lines.append("")
-    lines.append("Recent warnings and failures (journalctl -p warning, 30 min):")
-    lines.append(journal.rstrip() if rc == 0 and journal.strip() else "(none)")
-    # The services' own warnings and errors: JSON lines on stderr, which journald files at priority
-    # info, so -p warning above never shows them. journalctl exits 1 when nothing matches.
-    rc, app_lines = run(
-        "journalctl",
-        "--no-pager",
-        "-q",
-        "-o",
-        "short-iso",
-        "--since",
-        "-30min",
-        "-n",
-        "15",
-        "-u",
-        "shoplab-*",
-        "--grep",
-        '"level":"(warning|error|critical)"',
-    )
-    lines.append("")
-    lines.append("The services' warnings and errors (their JSON lines, 30 min):")
-    lines.append(app_lines.rstrip() if rc == 0 and app_lines.strip() else "(none)")
+    # journalctl -p warning: systemd's own messages about the units. The services' warnings and errors
+    # are JSON lines on stderr, which journald files at priority info: found by their level instead.
+    for title, selection in (
+        ("Recent warnings and failures (journalctl -p warning, 30 min):", ["-p", "warning"]),
+        ("The services' warnings and errors (their JSON lines, 30 min):",
+         ["--grep", '"level":"(warning|error|critical)"']),
+    ):  # fmt: skip
+        rc, journal = recent_journal(*selection)
+        lines.extend(["", title, journal.rstrip() if rc == 0 and journal.strip() else "(none)"])
     sections.append(["systemd units (systemctl show) and recent failures", "\n".join(lines)])
 
     # The registry's contents, asked from inside the registry's own namespace.
