@@ -7,6 +7,7 @@ import time
 import uuid
 
 from labdata import INSTANCES, TESTINFRA_HOSTS, instance
+from opsnetns import playbook, tail
 
 testinfra_hosts = TESTINFRA_HOSTS
 
@@ -79,3 +80,14 @@ def test_a_rotated_log_keeps_its_lines_and_the_live_file_starts_clean(lab):
     # offset: the file would then start with a hole of NUL bytes.
     assert lab.check(f"head -c 1 {gateway}") == "{"
     assert lab.run(f"grep -c -P '\\x00' {gateway}").stdout.strip() == "0"
+
+
+def test_a_bad_access_log_target_is_refused_and_changes_nothing(lab):
+    unit = f"/etc/systemd/system/shoplab-{instance('gateway')['name']}.service"
+    before = lab.host.file(unit).md5sum
+    result = playbook("netns.yml", "-e", "netns_services_access_log=syslog")
+    assert result.returncode != 0
+    refusal = "netns_services_access_log must be one of file, journal, off, got 'syslog'"
+    assert refusal in result.stdout, tail(result)
+    assert lab.host.file(unit).md5sum == before
+    assert lab.host.service(f"shoplab-{instance('gateway')['name']}.service").is_running
