@@ -39,10 +39,9 @@ DEFAULT_MAX_INFLIGHT = {"product": 16, "order": 4}
 
 
 def _max_inflight() -> dict[str, int]:
-    common = _env("GATEWAY_MAX_INFLIGHT", "")
     return {
-        service: _env_int(f"GATEWAY_MAX_INFLIGHT_{service.upper()}", int(common) if common else default)
-        for service, default in DEFAULT_MAX_INFLIGHT.items()
+        service: _env_int(f"GATEWAY_MAX_INFLIGHT_{service.upper()}", _env_int("GATEWAY_MAX_INFLIGHT", limit))
+        for service, limit in DEFAULT_MAX_INFLIGHT.items()
     }
 
 

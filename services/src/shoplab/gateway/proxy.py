@@ -84,9 +84,7 @@ class Proxy:
         self.balancer = balancer
         self.pool = ConnectionPool(config.gateway_connect_timeout)
         self.gates = {
-            service: FifoGate(limit)
-            for service in set(ROUTES.values())
-            if (limit := config.gateway_max_inflight.get(service, 0)) > 0
+            service: FifoGate(limit) for service, limit in config.gateway_max_inflight.items() if limit > 0
         }
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
