@@ -30,7 +30,11 @@ def test_the_gateway_lets_more_product_reads_than_orders_into_a_service(monkeypa
     monkeypatch.setenv("GATEWAY_MAX_INFLIGHT_ORDER", "0")  # ...unless a service has its own (0: none)
     assert Config.from_env("gateway").gateway_max_inflight == {"product": 2, "order": 0}
     monkeypatch.setenv("GATEWAY_MAX_INFLIGHT_PRODUCT", "many")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="GATEWAY_MAX_INFLIGHT_PRODUCT must be a whole number, not 'many'"):
+        Config.from_env("gateway")
+    monkeypatch.setenv("GATEWAY_MAX_INFLIGHT_PRODUCT", "8")
+    monkeypatch.setenv("GATEWAY_QUEUE_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="GATEWAY_QUEUE_TIMEOUT must be a number, not 'soon'"):
         Config.from_env("gateway")
 
 

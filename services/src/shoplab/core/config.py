@@ -15,11 +15,19 @@ def _env(name: str, default: str) -> str:
 
 
 def _env_float(name: str, default: float) -> float:
-    return float(_env(name, str(default)))
+    value = _env(name, str(default))
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {value!r}") from None
 
 
 def _env_int(name: str, default: int) -> int:
-    return int(_env(name, str(default)))
+    value = _env(name, str(default))
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {value!r}") from None
 
 
 def _env_bool(name: str, default: bool) -> bool:
