@@ -30,6 +30,12 @@ DIGEST_SQL = " UNION ALL ".join(
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+def unknown_product_path() -> str:
+    """A product URL path no product has (a 404), different on every call: a marker to find in logs.
+    The id stays within PostgreSQL's integer, so the product service looks it up."""
+    return f"/api/products/{1_500_000_000 + int.from_bytes(os.urandom(4), 'big') % 600_000_000}"
+
+
 def parse_digest(out: str) -> dict[str, str]:
     """psql -tA -F '|' output of DIGEST_SQL -> {table: 'rows|md5'}."""
     return {line.split("|", 1)[0]: line.split("|", 1)[1] for line in out.splitlines() if line}

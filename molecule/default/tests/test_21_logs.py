@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 
 from labdata import INSTANCES, TESTINFRA_HOSTS, instance
+from labtest import unknown_product_path
 from opsnetns import playbook, tail
 
 testinfra_hosts = TESTINFRA_HOSTS
@@ -31,7 +31,7 @@ def wait_for_line(lab, path: str, text: str, timeout: float = 15) -> str:
 
 
 def request_with_a_marker(lab) -> str:
-    path = f"/api/products/{1_500_000_000 + uuid.uuid4().int % 600_000_000}"  # no product has it: a 404
+    path = unknown_product_path()
     status, headers, _ = lab.http("GET", path)
     assert status == 404
     assert headers.get("x-upstream-instance", "").startswith("product-")

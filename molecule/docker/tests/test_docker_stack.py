@@ -171,7 +171,7 @@ def test_every_container_logs_to_a_rotated_local_log_and_docker_logs_reads_it(co
     wanted = {"Type": "local", "Config": {"max-size": "20m", "max-file": "5"}}
     wrong = {name: config for name, config in configs.items() if config != wanted}
     assert wrong == {}
-    marker = f"/api/products/{1_500_000_000 + time.time_ns() % 600_000_000}"
+    marker = labtest.unknown_product_path()
     assert requests.get(gateway_url + marker, timeout=10).status_code == 404
     gateway = by_service(containers)["gateway"][0]["Name"].lstrip("/")
     deadline = time.monotonic() + 15  # access lines are written every second
