@@ -11,6 +11,7 @@ from gunicorn import http
 from gunicorn.config import Config as GunicornConfig
 from gunicorn.http import wsgi
 from shoplab.core import plainhttp
+from shoplab.core.loop_worker import encode_answer
 
 LIMITS = plainhttp.Limits.from_gunicorn(GunicornConfig())
 CLIENT, SERVER = ("10.0.0.7", 40000), ("172.20.0.10", 3000)
@@ -302,3 +303,84 @@ def test_an_http_1_0_answer_repeats_the_version_and_is_never_chunked():
     data, keeps_alive = answer("GET", "200 OK", [], [b"ab", b"cde"], version="HTTP/1.0")
     assert b"chunked" not in data and data.endswith(b"\r\n\r\nabcde")
     assert b"Connection: close\r\n" in data and not keeps_alive  # unsized: it ends with the connection
+
+
+# --- the one-pass encoding of sized answers -------------------------------------------------------
+
+CONTENT = [("Content-Type", "application/json"), ("Content-Length", "5")]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("GET", "HTTP/1.1", "200 OK", CONTENT, b"hello", False),
+        ("POST", "HTTP/1.1", "201 CREATED", [*CONTENT, ("Location", "/api/orders/7")], b"hello", False),
+        ("GET", "HTTP/1.1", "200 OK", CONTENT, b"hello", True),
+        ("GET", "HTTP/1.0", "200 OK", CONTENT, b"hello", False),
+        ("GET", "HTTP/1.1", "404 NOT FOUND", [("Content-Length", "10")], b"short", False),  # short: close
+        ("GET", "HTTP/1.1", "200 OK", [("Content-Length", "2")], b"longer", False),  # cut to its length
+        ("GET", "HTTP/1.1", "200 OK", [("Content-Length", "0")], b"", False),
+        # Hop-by-hop fields of the application are dropped; the connection's own are ours.
+        (
+            "GET",
+            "HTTP/1.1",
+            "200 OK",
+            [("Connection", "close"), ("Server", "x"), ("Date", "y"), *CONTENT],
+            b"hello",
+            False,
+        ),
+        (
+            "GET",
+            "HTTP/1.1",
+            "200 OK",
+            [("Keep-Alive", "timeout=5"), ("Upgrade", "h2c"), *CONTENT],
+            b"hello",
+            False,
+        ),
+        ("GET", "HTTP/1.1", "200 OK", [("X-Padded", " \tv \t"), ("Content-Length", " 5 ")], b"hello", False),
+        ("GET", "HTTP/1.1", "200", [("X-Latin", "caf\xe9"), ("X-Empty", ""), *CONTENT], b"hello", False),
+        ("GET", "HTTP/1.1", "200 OK", [("Content-Length", "3"), ("content-length", "5")], b"hello", False),
+    ],
+)
+def test_a_sized_answer_in_one_pass_is_byte_for_byte_plainresponses(monkeypatch, case):
+    method, version, status, headers, body, close = case
+    monkeypatch.setattr(plainhttp, "http_date", lambda: "Mon, 30 Nov 2026 17:00:00 GMT")
+    parts: list[bytes] = []
+    response = plainhttp.PlainResponse(parts.append, method, close, version)
+    response.start_response(status, headers)
+    response.send((body,))
+    one_pass = plainhttp.encode_sized(method, version, status, headers, body, close=close)
+    assert one_pass == (b"".join(parts), response.keeps_alive())
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "headers", "body"),
+    [
+        ("HEAD", "200 OK", CONTENT, b""),
+        ("DELETE", "204 No Content", [("Content-Length", "0")], b""),
+        ("GET", "304 Not Modified", CONTENT, b""),
+        ("GET", "103 Early Hints", CONTENT, b""),
+        ("GET", "200 OK", [("Content-Type", "text/plain")], b"hello"),  # no length: chunked
+        ("GET", "200 OK", [("Content-Length", "five")], b"hello"),
+        ("GET", "200 OK", [("Content-Length", "-1")], b"hello"),
+        ("GET", "2000 OK", CONTENT, b"hello"),
+        ("GET", "200 OK", [("Bad Name", "v"), *CONTENT], b"hello"),
+        ("GET", "200 OK", [("X-Split", "a\r\nSet-Cookie: x"), *CONTENT], b"hello"),
+        ("GET", "200 OK", [("X-Split", "a\nb"), *CONTENT], b"hello"),
+        ("GET", "200 OK", [(b"X-Bytes", "v"), *CONTENT], b"hello"),
+        ("GET", "200 OK", [("X-Number", 5), *CONTENT], b"hello"),
+        ("GET", "200 OK", CONTENT, bytearray(b"hello")),
+    ],
+)
+def test_anything_else_is_left_to_plainresponse(method, status, headers, body):
+    assert plainhttp.encode_sized(method, "HTTP/1.1", status, headers, body, close=False) is None
+
+
+@pytest.mark.parametrize(
+    "headers", [[("Bad Name", "v"), *CONTENT], [("X-Split", "a\r\nSet-Cookie: x"), *CONTENT], [(b"X", "v")]]
+)
+def test_an_invalid_answer_still_raises_on_the_loop(headers):
+    environ = {"REQUEST_METHOD": "GET", "SERVER_PROTOCOL": "HTTP/1.1"}
+    with pytest.raises(Exception) as raised:
+        encode_answer(environ, "200 OK", headers, b"hello", close=False)
+    assert raised.type.__name__ in ("InvalidResponseHeader", "InvalidResponseHeaderName")

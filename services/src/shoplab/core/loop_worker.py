@@ -77,8 +77,11 @@ def wsgi_layer(app, kind: type):
 def encode_answer(environ: dict, status: str, headers: list, body: bytes, close: bool) -> tuple[bytes, bool]:
     """The answer's bytes, by the thread path's rules (status and headers validated, hop-by-hop headers
     dropped), and whether the connection may carry another request."""
-    parts: list[bytes] = []
     method, version = environ["REQUEST_METHOD"], environ["SERVER_PROTOCOL"]
+    sized = plainhttp.encode_sized(method, version, status, headers, body, close=close)
+    if sized is not None:
+        return sized
+    parts: list[bytes] = []
     answer = plainhttp.PlainResponse(parts.append, method, close, version)
     answer.start_response(status, headers)
     answer.send((body,))

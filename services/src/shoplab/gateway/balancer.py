@@ -88,8 +88,13 @@ class Balancer:
             return []
         start = next(lookup.counter) % len(instances)
         rotated = instances[start:] + instances[:start]
+        if not self._ejected_until:
+            return rotated  # nothing ejected, the usual case: no key to build per instance and request
         now = time.monotonic()
-        healthy = [i for i in rotated if self._ejected_until.get(self._key(i), 0.0) <= now]
+        for key, until in list(self._ejected_until.items()):  # list(): one step, safe beside other threads
+            if until <= now:
+                self._ejected_until.pop(key, None)  # back in rotation
+        healthy = [i for i in rotated if self._key(i) not in self._ejected_until]
         return healthy or rotated
 
     @staticmethod
@@ -97,9 +102,8 @@ class Balancer:
         return f"{instance.service}/{instance.instance_id}@{instance.address}:{instance.port}"
 
     def succeeded(self, instance: Instance) -> None:
-        key = self._key(instance)
-        if self._failures.get(key):
-            self._failures[key] = 0
+        if self._failures:  # only failures are counted: a success forgives them
+            self._failures.pop(self._key(instance), None)
 
     def failed(self, instance: Instance) -> None:
         key = self._key(instance)
@@ -107,5 +111,5 @@ class Balancer:
         self._failures[key] = failures
         if failures >= self.eject_after:
             self._ejected_until[key] = time.monotonic() + self.eject_seconds
-            self._failures[key] = 0
+            self._failures.pop(key, None)
             log.warning("ejected %s for %.0fs after %d failures", key, self.eject_seconds, failures)
