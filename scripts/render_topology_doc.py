@@ -58,12 +58,13 @@ def render() -> str:
         "",
         "## Services (docker mode, tiered layout)",
         "",
-        "| compose service | alias | port | networks |",
-        "| --- | --- | --- | --- |",
+        "| compose service | alias | port | networks | CPU scheduling |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for name, svc in services.items():
         nets = ", ".join(f"`{tiers[t]['docker_network']}`" for t in networks[name])
-        out.append(f"| `{svc['compose_service']}` | {svc['hostname']} | {svc['port']} | {nets} |")
+        policy = svc.get("cpu_scheduling", "other")
+        out.append(f"| `{svc['compose_service']}` | {svc['hostname']} | {svc['port']} | {nets} | {policy} |")
     out += [
         "",
         "## Allowed flows",

@@ -101,3 +101,15 @@ def test_docs_are_rendered_from_the_data():
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_cpu_scheduling_is_a_known_policy_and_reaches_every_instance():
+    policies = {name: svc.get("cpu_scheduling", "other") for name, svc in SERVICES.items()}
+    assert set(policies.values()) <= {"other", "batch"}
+    # The gateway is the one every request wakes first; what a request wakes behind it must not preempt it.
+    behind = {flow["to"] for flow in FLOWS if flow["from"] == "gateway"} - {"registry"}
+    behind |= {flow["to"] for flow in FLOWS if flow["from"] in behind}
+    assert policies["gateway"] == "other"
+    assert behind and {policies[name] for name in behind - {"registry"}} == {"batch"}
+    instances = topo.shoplab_instances(SERVICES, TIERS, {"product_instances": 3, "order_instances": 2})
+    assert all(i["cpu_scheduling"] == policies[i["service"]] for i in instances)

@@ -51,17 +51,56 @@ class Floor:
 
 
 def start_floor(
-    products: int = 2, orders: int = 2, workers: int = 2, nginx: bool = True, **env: str
+    products: int = 2,
+    orders: int = 2,
+    workers: int = 2,
+    nginx: bool = True,
+    scheduling: dict[str, str] | None = None,
+    **env: str,
 ) -> Floor:
-    """Start Redis, PostgreSQL, the four services (gunicorn, `workers` each) and nginx on loopback."""
+    """Start Redis, PostgreSQL, the four services (gunicorn, `workers` each) and nginx on loopback.
+
+    `scheduling`: service -> CPU scheduling policy (the topology's `cpu_scheduling`), applied as the netns
+    units and the containers apply it, so the floor differs from the modes by the namespaces only."""
     env.setdefault("LOG_LEVEL", "INFO")
     stack = start_stack(products=products, orders=orders, workers=workers, **env)
     try:
+        apply_scheduling(stack, scheduling or {})
         proxy = _start_nginx(stack) if nginx else None
     except BaseException:
         stack.servers.stop()
         raise
     return Floor(stack, proxy)
+
+
+def apply_scheduling(stack: Stack, scheduling: dict[str, str]) -> None:
+    """SCHED_BATCH for every thread of every process of the services whose policy is `batch` (workers are
+    forked already; threads and PostgreSQL backends started later inherit it)."""
+    for process in stack.servers.processes:
+        service = process.name.rsplit("-", 1)[0] if process.name[-1].isdigit() else process.name
+        if scheduling.get(service, "other") != "batch":
+            continue
+        for pid in _process_tree(process.popen.pid):
+            for task in os.listdir(f"/proc/{pid}/task"):
+                os.sched_setscheduler(int(task), os.SCHED_BATCH, os.sched_param(0))
+
+
+def _process_tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+            children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo += children.get(pid, [])
+    return tree
 
 
 def _start_nginx(stack: Stack) -> Process:

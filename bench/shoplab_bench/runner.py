@@ -196,7 +196,9 @@ def start_targets(plan: dict, running: Running, classifier: cpu.Classifier, repo
 
         log("starting the loopback floor (redis, postgres, registry, 2 product, 2 order, gateway, nginx)")
         running.floor = start_floor(
-            nginx=plan["floor"].get("nginx", True), workers=plan["floor"].get("workers", 2)
+            nginx=plan["floor"].get("nginx", True),
+            workers=plan["floor"].get("workers", 2),
+            scheduling=plan["floor"].get("cpu_scheduling", {}),
         )
         targets += floor_targets(running.floor, [])
         if plan["floor"].get("only_gateway"):

@@ -54,6 +54,7 @@ def shoplab_instances(services: dict, tiers: dict, counts: dict | None = None) -
                     "service": name,
                     "index": index,
                     "kind": svc["kind"],
+                    "cpu_scheduling": svc.get("cpu_scheduling", "other"),
                     "tier": svc["tier"],
                     "port": int(svc["port"]),
                     "hostname": svc["hostname"],

@@ -86,3 +86,13 @@ def test_datastores_listen_only_in_their_namespaces(lab):
         assert not [line for line in host_listeners if line and line.split()[3].endswith(f":{port}")]
     for unit in ("redis-server.service", "postgresql.service", "postgresql@15-main.service"):
         assert lab.run(f"systemctl is-active {unit}").stdout.strip() != "active", unit
+
+
+@pytest.mark.parametrize("inst", INSTANCES, ids=lambda i: i["name"])
+def test_every_thread_runs_the_topologys_cpu_scheduling_policy(lab, inst):
+    """`cpu_scheduling` in the topology: SCHED_BATCH (ps: B) behind the gateway, SCHED_OTHER (TS) otherwise,
+    for the unit's process, its workers (PostgreSQL's backends) and all their threads."""
+    pid = lab.check(f"systemctl show -p MainPID --value shoplab-{inst['name']}.service").strip()
+    assert pid != "0"
+    classes = set(lab.check(f"ps -L -o cls= --ppid {pid} -p {pid}").split())
+    assert classes == ({"B"} if inst["cpu_scheduling"] == "batch" else {"TS"}), classes

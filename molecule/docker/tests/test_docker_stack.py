@@ -165,6 +165,19 @@ def test_app_containers_may_use_every_cpu_datastores_one(containers, topology):
     assert found == wanted
 
 
+def test_every_thread_runs_the_topologys_cpu_scheduling_policy(containers, topology):
+    """`cpu_scheduling` in the topology, through `chrt --batch 0` before the image's entrypoint: SCHED_BATCH
+    (ps: B) behind the gateway, SCHED_OTHER (TS) for the rest, every process and thread of the container."""
+    services = topology["shoplab_services"]
+    for container in containers:
+        name = container["Config"]["Labels"]["org.shoplab.service"]
+        pid = container["State"]["Pid"]
+        listed = subprocess.run(["ps", "-L", "-o", "cls=", "--ppid", str(pid), "-p", str(pid)],
+                                capture_output=True, text=True, check=True)  # fmt: skip
+        wanted = {"B"} if services[name].get("cpu_scheduling", "other") == "batch" else {"TS"}
+        assert set(listed.stdout.split()) == wanted, container["Name"]
+
+
 def test_every_container_logs_to_a_rotated_local_log_and_docker_logs_reads_it(containers, gateway_url):
     """docker_stack_log_driver: `local` with a size limit, not json-file's log that never rotates."""
     configs = {c["Name"].lstrip("/"): c["HostConfig"]["LogConfig"] for c in containers}
