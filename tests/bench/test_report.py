@@ -190,3 +190,21 @@ def test_profile_summary_by_area():
     }
     # Thread plumbing is in every stack: left out of the inclusive table.
     assert all("threading.py" not in f["frame"] for f in prof["inclusive"])
+
+
+def test_the_engines_log_pipeline_is_counted_when_docker_is_slower():
+    cases = _gateway_cases({"netns": {"gateway": 3696 * 3}}, {"docker": {"gateway": 1827 * 3}})
+    cases[1]["cpu_s"]["engine"] = {"dockerd": 0.2, "containerd": 0.05}
+    line = next(line for line in report.why(summary.aggregate(cases)) if "docker vs netns" in line)
+    assert "0.50x" in line and "Docker's engine (dockerd, containerd)" in line
+    engine_ms = float(line.split("burnt ")[-1].split(" ms")[0])
+    assert engine_ms > 0
+    # Docker not slower: nothing to explain.
+    cases = _gateway_cases({"netns": {"gateway": 3696 * 3}}, {"docker": {"gateway": 1827 * 3}})
+    cases[1], cases[0] = (
+        record("docker-gateway", "products", "wrk", "wrk_get_products.txt"),
+        record("netns-gateway", "products", "wrk", "wrk_post_orders.txt"),
+    )
+    cases[1]["cpu_s"]["engine"] = {"dockerd": 0.2}
+    line = next(line for line in report.why(summary.aggregate(cases)) if "docker vs netns" in line)
+    assert "2.00x" in line and "engine" not in line
