@@ -15,17 +15,31 @@ from pathlib import Path
 import shoplab_topology as FILTERS
 import yaml
 
-__all__ = ["DIGEST_SQL", "FILTERS", "PROJECT_DIR", "TOPOLOGY", "parse_digest", "playbook", "tail"]
+__all__ = ["FILTERS", "PROJECT_DIR", "TOPOLOGY", "digest_script", "parse_digest", "playbook", "tail"]
 
 PROJECT_DIR = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[2]))
 TOPOLOGY = yaml.safe_load((PROJECT_DIR / "group_vars" / "all" / "topology.yml").read_text())
 
 TABLES = ["products", "orders", "order_items", "idempotency_keys"]
-# The same per-table digest as roles/lab_backup (rows and an md5 over every row, in a stable order).
-DIGEST_SQL = " UNION ALL ".join(
-    f"SELECT '{t}', count(*), md5(coalesce(string_agg(t::text, chr(10) ORDER BY t::text), '')) FROM {t} t"
-    for t in TABLES
-)
+
+
+def digest_script(psql: str) -> str:
+    """A bash script printing `table|rows|md5` per table, the digest roles/lab_backup/tasks/digest.yml
+    computes (`psql`: the command that reaches the database). As there, the rows are streamed
+    (FETCH_COUNT) into md5sum rather than joined in PostgreSQL: one string of a whole table cost a backend
+    ~300 MB with half a million orders (benchmark runs leave them), and the container's 512 MB limit
+    killed it."""
+    lines = ["set -euo pipefail"]
+    for table in TABLES:
+        lines.append(
+            f"{psql} -X -q -v ON_ERROR_STOP=1 -tA -v FETCH_COUNT=1000"
+            " -c 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'"
+            f" -c 'SELECT count(*) FROM {table}'"
+            f" -c 'SELECT t::text FROM {table} t ORDER BY t::text' -c COMMIT"
+            f" | {{ read -r rows; printf '%s|%s|' {table} \"$rows\"; head -c -1 | md5sum | cut -d' ' -f1; }}"
+        )
+    return "\n".join(lines)
+
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -37,7 +51,7 @@ def unknown_product_path() -> str:
 
 
 def parse_digest(out: str) -> dict[str, str]:
-    """psql -tA -F '|' output of DIGEST_SQL -> {table: 'rows|md5'}."""
+    """digest_script's output -> {table: 'rows|md5'}."""
     return {line.split("|", 1)[0]: line.split("|", 1)[1] for line in out.splitlines() if line}
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import labtest
 from labdata import TESTINFRA_HOSTS, TOPOLOGY, instance
-from labtest import DIGEST_SQL, parse_digest, tail  # noqa: F401 (tail: re-exported for the tests)
+from labtest import digest_script, parse_digest, tail  # noqa: F401 (tail: re-exported for the tests)
 
 OPS_HOSTS = [os.environ["SHOPLAB_OPS_HOST"]] if os.environ.get("SHOPLAB_OPS_HOST") else TESTINFRA_HOSTS
 
@@ -42,7 +42,7 @@ def digest(lab) -> dict[str, str]:
     """table -> 'rows|md5' of the live database, over the Unix socket as postgres."""
     db = TOPOLOGY["shoplab_db_name"]
     psql = "/usr/lib/postgresql/15/bin/psql -h /run/shoplab-postgres -U postgres"
-    out = lab.check(f"{psql} -d {db} -X -tA -F '|' -c {shlex.quote(DIGEST_SQL)}")
+    out = lab.check(f"bash -c {shlex.quote(digest_script(f'{psql} -d {db}'))}")
     return parse_digest(out)
 
 

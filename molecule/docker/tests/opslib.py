@@ -7,7 +7,7 @@ import subprocess
 
 import labtest
 from conftest import PROJECT, docker
-from labtest import DIGEST_SQL, parse_digest, tail  # noqa: F401 (tail: re-exported for the tests)
+from labtest import digest_script, parse_digest, tail  # noqa: F401 (tail: re-exported for the tests)
 
 
 def playbook(name: str, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -32,8 +32,9 @@ def service_container(service: str) -> str:
 
 def digest(db: str = "shoplab", user: str = "shoplab") -> dict[str, str]:
     """table -> 'rows|md5', as lab_backup's digest.yml computes it."""
-    psql = ["psql", "-U", user, "-d", db, "-X", "-tA", "-F", "|", "-c", DIGEST_SQL]
-    out = docker("exec", service_container("postgres"), *psql)
+    out = docker(
+        "exec", service_container("postgres"), "bash", "-c", digest_script(f"psql -U {user} -d {db}")
+    )
     return parse_digest(out)
 
 
