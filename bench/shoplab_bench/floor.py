@@ -12,6 +12,8 @@ import jinja2
 from shoplab.devtools.servers import LOOPBACK, Process, free_port, port_open, wait_for
 from shoplab.devtools.stack import Stack, start_stack
 
+from shoplab_bench import cpu
+
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
@@ -76,31 +78,19 @@ def start_floor(
 def apply_scheduling(stack: Stack, scheduling: dict[str, str]) -> None:
     """SCHED_BATCH for every thread of every process of the services whose policy is `batch` (workers are
     forked already; threads and PostgreSQL backends started later inherit it)."""
+    children: dict[int, list[int]] = {}
+    for proc in cpu.snapshot().values():
+        children.setdefault(proc.ppid, []).append(proc.pid)
     for process in stack.servers.processes:
         service = process.name.rsplit("-", 1)[0] if process.name[-1].isdigit() else process.name
         if scheduling.get(service, "other") != "batch":
             continue
-        for pid in _process_tree(process.popen.pid):
+        tree = [process.popen.pid]
+        while tree:
+            pid = tree.pop()
+            tree += children.get(pid, [])
             for task in os.listdir(f"/proc/{pid}/task"):
                 os.sched_setscheduler(int(task), os.SCHED_BATCH, os.sched_param(0))
-
-
-def _process_tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue  # gone meanwhile
-            children.setdefault(ppid, []).append(int(entry))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo += children.get(pid, [])
-    return tree
 
 
 def _start_nginx(stack: Stack) -> Process:
