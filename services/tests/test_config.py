@@ -120,3 +120,35 @@ def test_probe_reads_urls_paths_and_service_names(monkeypatch):
     assert resolve("http://172.21.0.20:5001/ready") == ("172.21.0.20", 5001, "/ready")
     assert resolve("http://registry/services") == ("registry", 80, "/services")
     assert resolve("http://[::1]:3000") == ("::1", 3000, "/")
+
+
+@pytest.mark.parametrize(
+    ("written", "size"), [("", 64 * 1024**2), ("0", 0), ("4096", 4096), ("500k", 500 * 1024), ("1G", 1024**3)]
+)
+def test_access_log_max_size_reads_logrotate_sizes(monkeypatch, written, size):
+    monkeypatch.setenv("ACCESS_LOG_MAX_SIZE", written)
+    assert Config.from_env("gateway").access_log_max_bytes == size
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("ACCESS_LOG_MAX_SIZE", "64MB", "ACCESS_LOG_MAX_SIZE must be a size such as 500k, 64M or 1G"),
+        ("ACCESS_LOG_MAX_SIZE", "-1", "ACCESS_LOG_MAX_SIZE must be a size"),
+        ("ACCESS_LOG_KEEP", "0", "ACCESS_LOG_KEEP must be at least 1, not 0"),
+        ("ACCESS_LOG_KEEP", "few", "ACCESS_LOG_KEEP must be a whole number, not 'few'"),
+    ],
+)
+def test_bad_access_log_settings_are_refused_by_name(monkeypatch, name, value, message):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=message):
+        Config.from_env("gateway")
+
+
+def test_gunicorn_settings_are_refused_by_name(monkeypatch):
+    from shoplab.serve import gunicorn_options
+
+    config = Config.from_env("gateway")
+    monkeypatch.setenv("WEB_CONCURRENCY", "two")
+    with pytest.raises(ValueError, match="WEB_CONCURRENCY must be a whole number, not 'two'"):
+        gunicorn_options(config)

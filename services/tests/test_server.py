@@ -104,3 +104,15 @@ def test_access_log_off(servers):
     assert requests.get(f"http://{LOOPBACK}:{registry.port}/health", timeout=10).status_code == 200
     registry.stop()
     assert access_lines(registry.log_path.read_text()) == []
+
+
+def test_access_log_file_takes_the_lines_and_stdout_keeps_the_rest(servers, tmp_path):
+    path = tmp_path / "registry.access.log"
+    env = {**FAST_ENV, "ACCESS_LOG_FILE": str(path), "ACCESS_LOG_FLUSH_SECONDS": "0"}
+    registry = servers.start_service("registry", "registry-file", env)
+    assert requests.get(f"http://{LOOPBACK}:{registry.port}/ready", timeout=10).status_code == 200
+    registry.stop()
+    assert [line["path"] for line in access_lines(path.read_text()) if line["path"] == "/ready"] == ["/ready"]
+    output = registry.log_path.read_text()
+    assert access_lines(output) == []
+    assert "Booting worker" in output  # gunicorn's own lines still go where they went

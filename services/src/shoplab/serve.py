@@ -9,7 +9,7 @@ import os
 from gunicorn.app.base import BaseApplication
 
 from shoplab import SERVICES
-from shoplab.core.config import Config
+from shoplab.core.config import Config, env_int
 from shoplab.core.registry_client import Heartbeat, Instance, RegistryClient, RegistryError, advertise_address
 
 # Services that announce themselves to the registry (the registry and the gateway do not).
@@ -21,14 +21,9 @@ DEFAULT_WORKER_CLASS = {
 }
 
 
-def _int_env(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    return int(value) if value else default
-
-
 def gunicorn_options(config: Config) -> dict:
     # The registry keeps its state in memory: exactly one process, whatever WEB_CONCURRENCY says.
-    workers = 1 if config.service == "registry" else _int_env("WEB_CONCURRENCY", 2)
+    workers = 1 if config.service == "registry" else env_int("WEB_CONCURRENCY", 2)
     options = {
         "bind": f"{config.bind_host}:{config.port}",
         "workers": workers,
@@ -38,13 +33,13 @@ def gunicorn_options(config: Config) -> dict:
         "worker_class": os.environ.get("WORKER_CLASS")
         or DEFAULT_WORKER_CLASS.get(config.service, THREAD_WORKER),
         # The product's loop: threads running Flask for what is not a cache hit. gthread: its pool.
-        "threads": _int_env("THREADS", 16 if config.service == "gateway" else 8),
+        "threads": env_int("THREADS", 16 if config.service == "gateway" else 8),
         # Open connections per worker (one thread each); beyond this, new ones wait in the backlog.
-        "worker_connections": _int_env("WORKER_CONNECTIONS", 256),
+        "worker_connections": env_int("WORKER_CONNECTIONS", 256),
         # Longer than the gateway's idle-connection cut-off, so a pooled upstream connection is never
         # closed by the server just as the gateway reuses it.
-        "keepalive": _int_env("KEEPALIVE", 75),
-        "timeout": _int_env("WORKER_TIMEOUT", 30),
+        "keepalive": env_int("KEEPALIVE", 75),
+        "timeout": env_int("WORKER_TIMEOUT", 30),
         "graceful_timeout": 10,
         "backlog": 2048,
         "accesslog": None,  # the app logs one JSON line per request itself

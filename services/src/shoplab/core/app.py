@@ -7,7 +7,7 @@ from collections.abc import Callable
 from flask import Blueprint, Flask, Response, jsonify
 
 from shoplab.core.config import Config
-from shoplab.core.logs import configure_logging, install_request_logging
+from shoplab.core.logs import AccessFile, configure_logging, install_request_logging
 from shoplab.core.problems import problem, register_error_handlers
 
 
@@ -17,9 +17,20 @@ def create_base_app(config: Config, ready_check: Callable[[], dict[str, bool]]) 
     `ready_check` returns {dependency: ok}; /ready is 200 when every *required* one is ok. Optional
     dependencies (Redis for the product service) are named with a leading '~' and only reported.
     """
-    configure_logging(
-        config.service, config.instance_id, config.log_level, config.access_log, config.access_log_flush
-    )
+    access_file = None
+    if config.access_log_file:
+        access_file = AccessFile(config.access_log_file, config.access_log_max_bytes, config.access_log_keep)
+    try:
+        configure_logging(
+            config.service,
+            config.instance_id,
+            config.log_level,
+            access_log=config.access_log,
+            access_log_flush=config.access_log_flush,
+            access_log_file=access_file,
+        )
+    except OSError as error:
+        raise RuntimeError(f"ACCESS_LOG_FILE {config.access_log_file}: {error.strerror}") from error
     app = Flask(f"shoplab.{config.service}")
     app.config["MAX_CONTENT_LENGTH"] = config.max_content_length
     app.config["SHOPLAB"] = config

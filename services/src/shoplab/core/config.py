@@ -22,12 +22,33 @@ def _env_float(name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, not {value!r}") from None
 
 
-def _env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
     value = _env(name, str(default))
     try:
         return int(value)
     except ValueError:
         raise ValueError(f"{name} must be a whole number, not {value!r}") from None
+
+
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _env_size(name: str, default: str) -> int:
+    """A size in bytes, written as logrotate writes it: 500k, 64M, 1G or a number of bytes."""
+    value = _env(name, default)
+    number, unit = value[:-1], value[-1:].lower()
+    if unit not in _SIZE_UNITS or unit == "":
+        number, unit = value, ""
+    if not number.isdigit():
+        raise ValueError(f"{name} must be a size such as 500k, 64M or 1G (or bytes), not {value!r}")
+    return int(number) * _SIZE_UNITS[unit]
+
+
+def _env_at_least(name: str, default: int, least: int) -> int:
+    value = env_int(name, default)
+    if value < least:
+        raise ValueError(f"{name} must be at least {least}, not {value}")
+    return value
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -48,7 +69,7 @@ DEFAULT_MAX_INFLIGHT = {"product": 16, "order": 4}
 
 def _max_inflight() -> dict[str, int]:
     return {
-        service: _env_int(f"GATEWAY_MAX_INFLIGHT_{service.upper()}", _env_int("GATEWAY_MAX_INFLIGHT", limit))
+        service: env_int(f"GATEWAY_MAX_INFLIGHT_{service.upper()}", env_int("GATEWAY_MAX_INFLIGHT", limit))
         for service, limit in DEFAULT_MAX_INFLIGHT.items()
     }
 
@@ -88,6 +109,9 @@ class Config:
     http_fast_path: bool
     access_log: bool
     access_log_flush: float
+    access_log_file: str
+    access_log_max_bytes: int
+    access_log_keep: int
     max_content_length: int
     cache_ttl: int
     redis_timeout: float
@@ -107,7 +131,7 @@ class Config:
         return cls(
             service=service,
             bind_host=_env("BIND_HOST", "0.0.0.0"),
-            port=_env_int("PORT", DEFAULT_PORTS.get(service, 8000)),
+            port=env_int("PORT", DEFAULT_PORTS.get(service, 8000)),
             instance_id=_env("INSTANCE_ID", socket.gethostname()),
             # An empty SERVICE_REGISTRY means "stand alone": no registration (tests, one-off runs).
             service_registry=os.environ.get("SERVICE_REGISTRY", "http://registry:5000").strip().rstrip("/"),
@@ -123,15 +147,20 @@ class Config:
             access_log=_env_bool("ACCESS_LOG", True),
             # Seconds between writes of buffered access lines; 0 writes each line as it happens.
             access_log_flush=_env_float("ACCESS_LOG_FLUSH_SECONDS", 1.0),
-            max_content_length=_env_int("MAX_CONTENT_LENGTH", 64 * 1024),
-            cache_ttl=_env_int("CACHE_TTL", 60),
+            # Empty: access lines on stdout. A path: appended there, rotated past the size (0: never),
+            # keeping ACCESS_LOG_KEEP older files (shoplab.core.logs.AccessFile).
+            access_log_file=_env("ACCESS_LOG_FILE", ""),
+            access_log_max_bytes=_env_size("ACCESS_LOG_MAX_SIZE", "64M"),
+            access_log_keep=_env_at_least("ACCESS_LOG_KEEP", 4, 1),
+            max_content_length=env_int("MAX_CONTENT_LENGTH", 64 * 1024),
+            cache_ttl=env_int("CACHE_TTL", 60),
             redis_timeout=_env_float("REDIS_TIMEOUT", 0.25),
-            db_pool_max=_env_int("DB_POOL_MAX", 10),
+            db_pool_max=env_int("DB_POOL_MAX", 10),
             gateway_connect_timeout=_env_float("GATEWAY_CONNECT_TIMEOUT", 0.5),
             gateway_attempt_timeout=_env_float("GATEWAY_ATTEMPT_TIMEOUT", 5.0),
             gateway_total_timeout=_env_float("GATEWAY_TOTAL_TIMEOUT", 10.0),
             gateway_lookup_ttl=_env_float("GATEWAY_LOOKUP_TTL", 1.0),
-            gateway_eject_after=_env_int("GATEWAY_EJECT_AFTER", 3),
+            gateway_eject_after=env_int("GATEWAY_EJECT_AFTER", 3),
             gateway_eject_seconds=_env_float("GATEWAY_EJECT_SECONDS", 10.0),
             gateway_max_inflight=_max_inflight(),
             gateway_queue_timeout=_env_float("GATEWAY_QUEUE_TIMEOUT", 5.0),
