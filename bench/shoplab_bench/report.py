@@ -240,10 +240,11 @@ def _why_docker_vs_netns(rows: list[dict], say) -> None:
         )
         engine = sum(cpu_ms_per_request(docker, g) or 0 for g in ENGINE_LOG_GROUPS)
         if path == "gateway" and slower and engine:
-            # netns's services append their access lines to files; docker's go through the engine.
+            # The engine copies every line a container writes to stdout or stderr into its log: the
+            # access lines too with docker_stack_access_log=docker_logs (by default they go to files).
             why_text += (
-                " Docker's engine (dockerd, containerd), which carries every access line from the"
-                f" containers' stdout to their logs, burnt {engine:.3f} ms of CPU per request besides."
+                " Docker's engine (dockerd, containerd), which copies what the containers write to"
+                f" stdout and stderr into their logs, burnt {engine:.3f} ms of CPU per request besides."
             )
         say(f"**docker vs netns {title}**: {r:.2f}x.{measured}{why_text}")
 

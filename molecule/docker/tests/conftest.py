@@ -17,6 +17,7 @@ __all__ = ["FILTERS", "PROJECT_DIR"]
 PROJECT = "shoplab"
 COMPOSE_FILE = "/opt/shoplab/docker/docker-compose.yml"
 SECRET_FILE = "/etc/shoplab/docker/db-password"
+LOG_DIR = "/var/log/shoplab-docker"  # docker_stack_log_dir's default
 GATEWAY_URL = "http://localhost:{port}"
 
 

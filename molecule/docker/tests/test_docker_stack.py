@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import labtest
 import pytest
 import requests
-from conftest import COMPOSE_FILE, FILTERS, PROJECT, SECRET_FILE, docker, lab_containers
+from conftest import COMPOSE_FILE, FILTERS, LOG_DIR, PROJECT, SECRET_FILE, docker, lab_containers
 
 PROBE_TIMEOUT = 3
 
@@ -178,19 +178,62 @@ def test_every_thread_runs_the_topologys_cpu_scheduling_policy(containers, topol
         assert set(listed.stdout.split()) == wanted, container["Name"]
 
 
-def test_every_container_logs_to_a_rotated_local_log_and_docker_logs_reads_it(containers, gateway_url):
+def access_log(service: str) -> str:
+    return f"{LOG_DIR}/{service}.access.log"
+
+
+def wait_for_access_line(service: str, text: str, timeout: float = 15) -> dict:
+    """The last line of `service`'s access log holding `text` (lines are written every second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(access_log(service), encoding="utf-8") as handle:
+            found = [line for line in handle if text in line]
+        if found:
+            return json.loads(found[-1])
+        assert time.monotonic() < deadline, f"no line with {text!r} in {access_log(service)}"
+        time.sleep(0.5)
+
+
+def test_every_container_logs_to_a_rotated_local_log(containers):
     """docker_stack_log_driver: `local` with a size limit, not json-file's log that never rotates."""
     configs = {c["Name"].lstrip("/"): c["HostConfig"]["LogConfig"] for c in containers}
     wanted = {"Type": "local", "Config": {"max-size": "20m", "max-file": "5"}}
     wrong = {name: config for name, config in configs.items() if config != wanted}
     assert wrong == {}
+
+
+def test_app_containers_append_access_lines_to_one_file_per_service_on_the_host(containers, topology):
+    """docker_stack_access_log: file. The folder is mounted in every app container, and each is told
+    its service's file and the rotation settings (the services rotate it: shoplab.core.logs.AccessFile)."""
+    folder = os.stat(LOG_DIR)
+    assert (folder.st_uid, oct(folder.st_mode & 0o777)) == (10001, "0o750")
+    services = topology["shoplab_services"]
+    for container in containers:
+        service = container["Config"]["Labels"]["org.shoplab.service"]
+        env = dict(entry.split("=", 1) for entry in container["Config"]["Env"] or [])
+        mounts = {m["Destination"]: m for m in container["Mounts"]}
+        if services[service]["kind"] != "app":
+            assert "/var/log/shoplab" not in mounts, container["Name"]
+            continue
+        assert env["ACCESS_LOG_FILE"] == f"/var/log/shoplab/{service}.access.log", container["Name"]
+        assert (env["ACCESS_LOG_MAX_SIZE"], env["ACCESS_LOG_KEEP"]) == ("64M", "4"), container["Name"]
+        mount = mounts["/var/log/shoplab"]
+        assert (mount["Type"], mount["Source"], mount["RW"]) == ("bind", LOG_DIR, True), container["Name"]
+
+
+def test_a_request_is_in_the_gateway_and_product_files_and_not_in_docker_logs(containers, gateway_url):
     marker = labtest.unknown_product_path()
-    assert requests.get(gateway_url + marker, timeout=10).status_code == 404
+    response = requests.get(gateway_url + marker, timeout=10)
+    assert response.status_code == 404
+    line = wait_for_access_line("gateway", marker)
+    assert (line["logger"], line["method"], line["status"]) == ("shoplab.access", "GET", 404)
+    product = wait_for_access_line("product", marker)
+    assert product["instance"] == response.headers["X-Upstream-Instance"]
     gateway = by_service(containers)["gateway"][0]["Name"].lstrip("/")
-    deadline = time.monotonic() + 15  # access lines are written every second
-    while marker not in (logs := docker("logs", "--since", "2m", gateway)):
-        assert time.monotonic() < deadline, logs[-2000:]
-        time.sleep(0.5)
+    logs = subprocess.run(["docker", "logs", gateway], capture_output=True, text=True, check=True, timeout=60)
+    both = logs.stdout + logs.stderr
+    assert marker not in both and "shoplab.access" not in both
+    assert "Booting worker" in both  # gunicorn's own lines stay in the container's log
 
 
 def test_bad_limits_are_refused_before_anything_changes(containers):
@@ -374,3 +417,15 @@ def test_scale_by_hand_to_three_and_round_robin(containers, gateway_url):
         seen.add(response.headers["X-Upstream-Instance"])
         time.sleep(0.2)
     assert seen == wanted
+    # The three containers share product.access.log: each one's lines are there, whole.
+    marker = labtest.unknown_product_path()
+    for _ in range(12):
+        assert requests.get(gateway_url + marker, timeout=10).status_code == 404
+    deadline = time.monotonic() + 15
+    while True:
+        with open(access_log("product"), encoding="utf-8") as handle:
+            writers = {json.loads(line)["instance"] for line in handle if marker in line}
+        if writers == wanted or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert writers == wanted

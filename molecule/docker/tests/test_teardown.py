@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import PROJECT, docker, lab_containers
+import os
+
+from conftest import LOG_DIR, PROJECT, docker, lab_containers
 from labtest import playbook, tail
 
 
@@ -12,6 +14,7 @@ def test_state_absent_leaves_nothing(topology):
     assert "Stop and remove the containers and networks" in result.stdout, tail(result)
 
     assert lab_containers() == []
+    assert not os.path.exists(LOG_DIR)  # the access logs go with the containers
     names = [tier["docker_network"] for tier in topology["shoplab_tiers"].values()]
     names.append(topology["shoplab_flat_network"]["docker_network"])
     left = docker("network", "ls", "--format", "{{.Name}}").split()
