@@ -1,6 +1,7 @@
 -- POST /api/orders with a unique Idempotency-Key on every request (wrk 4.x).
 --   wrk -t2 -c64 -d10s -s post_orders.lua URL/api/orders -- NONCE [PRODUCTS]
--- NONCE makes keys unique across runs (the runner passes a fresh one); setup() numbers the wrk
+-- NONCE makes keys unique across runs (the runner passes `shoplab-bench-<run id>-<case id>`, the prefix
+-- by which it deletes the run's orders again afterwards); setup() numbers the wrk
 -- threads, each request takes the next value of its thread's counter: no two requests share a key,
 -- so none is a replay. PRODUCTS (default 300, the seed catalogue) bounds the random product id;
 -- the quantity is always 1.

@@ -1,4 +1,5 @@
-"""python -m shoplab_bench run PLAN.json OUT_DIR | render OUT_DIR/report.json"""
+"""python -m shoplab_bench run PLAN.json OUT_DIR | render OUT_DIR/report.json | guard PLAN.json |
+cleanup OUT_DIR"""
 
 from __future__ import annotations
 
@@ -20,10 +21,17 @@ def main(argv: list[str] | None = None) -> int:
         "guard", help="check the route to every target of a plan; exit 1 if one is refused"
     )
     check.add_argument("plan", type=Path)
+    clean = sub.add_parser(
+        "cleanup",
+        help="delete a run's orders and put the stock back (a run killed before it could do so itself)",
+    )
+    clean.add_argument("out_dir", type=Path, help="the run's results folder (holds recorded-stock.json)")
     args = parser.parse_args(argv)
 
     if args.command == "guard":
         return guard_plan(json.loads(args.plan.read_text()))
+    if args.command == "cleanup":
+        return cleanup_run(args.out_dir)
 
     from shoplab_bench.report import render_all
 
@@ -49,6 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths:
         print(path)
     return 0
+
+
+def cleanup_run(out_dir: Path) -> int:
+    from shoplab_bench import cleanup
+    from shoplab_bench.runner import Running
+
+    run_id, recorded = cleanup.load(out_dir / cleanup.RECORDED)
+    running = Running(run_id)
+    running.recorded = recorded
+    results = running.put_back(print)
+    return 1 if any("error" in result for result in results.values()) else 0
 
 
 def guard_plan(plan: dict) -> int:

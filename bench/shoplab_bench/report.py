@@ -314,6 +314,19 @@ def targets_table(plan: dict, skipped: list[dict]) -> list[str]:
     return lines
 
 
+def cleanup_lines(report: dict) -> list[str]:
+    """What the run deleted and put back in each lab (cleanup.py); a line per lab."""
+    from shoplab_bench.cleanup import summary
+
+    results = report.get("cleanup") or {}
+    lines = [f"- {summary(mode, result)}" for mode, result in results.items()]
+    if not lines:
+        lines = ["- no lab took orders in this run: nothing to delete, no stock to put back"]
+    if report.get("plan", {}).get("floor", {}).get("enabled", True):
+        lines.append("- floor: its PostgreSQL and Redis were the run's own and went with it")
+    return lines
+
+
 def render_markdown(report: dict) -> str:
     rows = aggregate(report["cases"])
     env = report.get("environment", {})
@@ -339,6 +352,7 @@ def render_markdown(report: dict) -> str:
               "## Targets measured", "", *targets_table(plan, report.get("skipped", [])), "",
               "## Every case", "", *case_table(rows),
               "## Profile of the gateway", "", *profile_lines(report), "",
+              "## Lab data left behind", "", *cleanup_lines(report), "",
               "## Tools and command lines", ""]  # fmt: skip
     for host, versions in env.get("tool_versions", {}).items():
         lines.append(f"- load host `{host}`: " + ", ".join(f"{k} {v}" for k, v in versions.items()))

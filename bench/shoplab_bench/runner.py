@@ -3,7 +3,9 @@
 A plan (JSON, written by roles/bench) names the targets: where the load host is (`prefix`, e.g.
 `docker exec shoplab-labhost`), the base URLs for /api/products and /api/orders, and what counts as the
 lab on that host (the route guard). The loopback floor (the services and nginx on 127.0.0.1, no
-namespaces) is started here and stopped at the end.
+namespaces) is started here and stopped at the end. Each lab's data is left as the run found it
+(cleanup.py): the stock is recorded before the restock, and this run's orders are deleted and the stock
+put back at the end, whatever happens in between.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import asdict
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from shoplab_bench import cpu, guard, parse, tools
+from shoplab_bench import cleanup, cpu, guard, parse, tools
 
 LUA_DIR = str(Path(__file__).resolve().parent.parent / "lua")
 
@@ -107,9 +110,10 @@ def warm_up(target: dict, load: tools.Load, seconds: int, endpoints: list[str]) 
         tools.run(target["prefix"], argv, seconds + 15)
 
 
-def run_case(case: dict, target: dict, load: tools.Load, classifier: cpu.Classifier) -> dict:
+def run_case(case: dict, target: dict, load: tools.Load, classifier: cpu.Classifier, run_id: str) -> dict:
     guard_target(target)  # every case, right before its load: a bridge may have gone since the last one
-    nonce = uuid.uuid4().hex[:12]
+    # Idempotency-Keys `shoplab-bench-<run id>-<case id>-<thread>-<counter>`: cleanup selects them by prefix.
+    nonce = cleanup.key_nonce(run_id, uuid.uuid4().hex[:12])
     argv = argv_for(case, target, load, nonce)
     # Context switches are sampled inside the run (cpu.SwitchWindow): once the tool closes its
     # connections, the threads that served them are gone, and their counts with them.
@@ -176,17 +180,35 @@ def environment(plan: dict) -> dict:
 
 
 class Running:
-    """What a run started (the floor, nginx baselines) and must stop, whatever happens."""
+    """What a run started (the floor, nginx baselines) and must stop, and the lab data it must put
+    back (cleanup.py), whatever happens."""
 
-    def __init__(self) -> None:
+    def __init__(self, run_id: str | None = None, out_dir: Path | None = None) -> None:
+        self.run_id = run_id or cleanup.new_run_id()
+        self.out_dir = out_dir  # where the recorded stock is saved (RECORDED), for a later `cleanup`
         self.floor = None
         self.nginxes: list = []
+        # mode -> (database, the stock recorded before the restock)
+        self.recorded: dict[str, tuple[cleanup.Database, list[dict]]] = {}
 
     def stop(self) -> None:
         for handle in self.nginxes:
             handle.stop()
         if self.floor:
             self.floor.stop()
+
+    def put_back(self, log) -> dict:
+        """Delete this run's orders and restore the recorded stock in every lab (one transaction each)."""
+        results = {}
+        for mode, (db, stock) in self.recorded.items():
+            try:
+                result = cleanup.clean(db, self.run_id, stock)
+            except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as error:
+                result = {"error": str(error), "key_prefix": cleanup.run_prefix(self.run_id)}
+            result["products_recorded"] = len(stock)
+            results[mode] = result
+            log(f"cleanup {cleanup.summary(mode, result)}")
+        return results
 
 
 def start_targets(plan: dict, running: Running, classifier: cpu.Classifier, report: dict, log) -> list[dict]:
@@ -219,9 +241,40 @@ def start_targets(plan: dict, running: Running, classifier: cpu.Classifier, repo
     return targets
 
 
-def prepare(targets: list[dict], plan: dict, load: tools.Load, endpoints: list[str], log) -> None:
+def record_stock(targets: list[dict], plan: dict, load: tools.Load, running: Running, log) -> None:
+    """Before any write: each lab's stock, read from its database (what the cleanup puts back).
+
+    A lab whose orders the run could not delete again is refused before any load (the floor's
+    PostgreSQL is the run's own and is thrown away with it)."""
+    if not plan.get("cleanup", True):
+        log("cleanup off (bench_cleanup: false): this run's orders and the restocked stock stay in the labs")
+        return
+    databases = plan.get("databases", {})
+    for mode in dict.fromkeys(t["mode"] for t in targets if t["mode"] != "floor"):
+        if mode not in databases:
+            raise RuntimeError(f"no database command for the {mode} lab in the plan: its orders could not be "
+                               "deleted again, so none are placed")  # fmt: skip
+        db = cleanup.Database.of(mode, databases[mode])
+        running.recorded[mode] = (db, cleanup.snapshot(db, load.products))
+        if running.out_dir:  # before any write: a run killed hard can still be cleaned up from it
+            cleanup.save(running.out_dir / cleanup.RECORDED, running.run_id, running.recorded)
+        log(f"recorded the stock of {len(running.recorded[mode][1])} products in the {mode} lab; "
+            f"this run's Idempotency-Keys start with {cleanup.run_prefix(running.run_id)}")  # fmt: skip
+
+
+def prepare(
+    targets: list[dict],
+    plan: dict,
+    load: tools.Load,
+    endpoints: list[str],
+    log,
+    *,
+    running: Running | None = None,
+) -> None:
     for target in targets:  # refuse before any load at all
         guard_target(target)
+    if "orders" in endpoints and running is not None:
+        record_stock(targets, plan, load, running, log)
     for target in targets:
         if target["path"] == "gateway" and "orders" in endpoints:
             log(f"restocking through {target['name']}")
@@ -234,9 +287,10 @@ def prepare(targets: list[dict], plan: dict, load: tools.Load, endpoints: list[s
 def run_plan(plan: dict, out_dir: Path, log=print) -> dict:
     load = tools.Load(**plan.get("load", {}))
     endpoints = plan.get("endpoints", list(tools.ENDPOINTS))
-    running = Running()
+    running = Running(out_dir=out_dir)
     deadline = time.monotonic() + plan.get("max_seconds", 1200)
-    report: dict = {"started": dt.datetime.now(dt.UTC).isoformat(), "plan": plan, "cases": [], "skipped": []}
+    report: dict = {"started": dt.datetime.now(dt.UTC).isoformat(), "run_id": running.run_id, "plan": plan,
+                    "cases": [], "skipped": [], "cleanup": {}}  # fmt: skip
     classifier = cpu.Classifier(
         runner_pid=os.getpid(),
         netns_cgroup=plan.get("classifier", {}).get("netns_cgroup"),
@@ -247,7 +301,7 @@ def run_plan(plan: dict, out_dir: Path, log=print) -> dict:
         plan["targets"] = targets
         report["environment"] = environment(plan)
         by_name = {t["name"]: t for t in targets}
-        prepare(targets, plan, load, endpoints, log)
+        prepare(targets, plan, load, endpoints, log, running=running)
         cases = build_cases(
             targets,
             endpoints,
@@ -259,7 +313,7 @@ def run_plan(plan: dict, out_dir: Path, log=print) -> dict:
                 if time.monotonic() > deadline:
                     report["skipped"].append({**case, "round": round_no, "why": "time budget spent"})
                     continue
-                record = run_case(case, by_name[case["target"]], load, classifier)
+                record = run_case(case, by_name[case["target"]], load, classifier, running.run_id)
                 record["round"] = round_no
                 report["cases"].append(record)
                 res = record.get("result") or {}
@@ -273,6 +327,9 @@ def run_plan(plan: dict, out_dir: Path, log=print) -> dict:
             report["profile"] = profile_gateway(running.floor, load, plan["profile"].get("seconds", 6))
     finally:
         running.stop()
+        if sys.exc_info()[0] is not None and running.recorded:
+            time.sleep(2)  # interrupted: let the requests in flight commit before their orders are deleted
+        report["cleanup"] = running.put_back(log)
         report["finished"] = dt.datetime.now(dt.UTC).isoformat()
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
