@@ -30,18 +30,17 @@ def env_int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number, not {value!r}") from None
 
 
-_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_SIZE_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
 
 
 def _env_size(name: str, default: str) -> int:
     """A size in bytes, written as logrotate writes it: 500k, 64M, 1G or a number of bytes."""
     value = _env(name, default)
-    number, unit = value[:-1], value[-1:].lower()
-    if unit not in _SIZE_UNITS or unit == "":
-        number, unit = value, ""
+    unit = _SIZE_UNITS.get(value[-1].lower(), 1)
+    number = value[:-1] if unit > 1 else value
     if not number.isdigit():
         raise ValueError(f"{name} must be a size such as 500k, 64M or 1G (or bytes), not {value!r}")
-    return int(number) * _SIZE_UNITS[unit]
+    return int(number) * unit
 
 
 def _env_at_least(name: str, default: int, least: int) -> int:
