@@ -41,7 +41,8 @@ def playbook(name: str, *extra: str, timeout: float = 600) -> subprocess.Complet
 def digest(lab) -> dict[str, str]:
     """table -> 'rows|md5' of the live database, over the Unix socket as postgres."""
     db = TOPOLOGY["shoplab_db_name"]
-    psql = "/usr/lib/postgresql/15/bin/psql -h /run/shoplab-postgres -U postgres"
+    bin_dir = f"/usr/lib/postgresql/{TOPOLOGY['shoplab_netns_postgres_version']}/bin"
+    psql = f"{bin_dir}/psql -h {TOPOLOGY['shoplab_netns_postgres_socket_dir']} -U postgres"
     out = lab.check(f"bash -c {shlex.quote(digest_script(f'{psql} -d {db}'))}")
     return parse_digest(out)
 

@@ -14,7 +14,7 @@ def psql(lab, sql: str) -> str:
     """Query the lab's PostgreSQL over its Unix socket, as postgres (no lab traffic involved)."""
     pg = instance("postgres")
     db = TOPOLOGY["shoplab_db_name"]
-    socket = "/run/shoplab-postgres"
+    socket = TOPOLOGY["shoplab_netns_postgres_socket_dir"]
     command = f"psql -h {socket} -p {pg['port']} -d {db} -tAX -c {shlex.quote(sql)}"
     return lab.check(f"runuser -u postgres -- {command}").strip()
 
