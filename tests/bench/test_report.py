@@ -208,3 +208,21 @@ def test_the_engines_log_pipeline_is_counted_when_docker_is_slower():
     cases[1]["cpu_s"]["engine"] = {"dockerd": 0.2}
     line = next(line for line in report.why(summary.aggregate(cases)) if "docker vs netns" in line)
     assert "2.00x" in line and "engine" not in line
+
+
+def test_ratio_targets_show_each_rounds_pair_beside_the_ratio_of_medians():
+    # Round 2 is slow for both sides (a busy machine): the pairs stay near 1, the medians mix rounds.
+    cases = [
+        record("netns-gateway", "products", "wrk", "wrk_get_products.txt", round_no=1),
+        record("docker-gateway", "products", "wrk", "wrk_get_products.txt", round_no=1),
+        record("netns-gateway", "products", "wrk", "wrk_post_orders.txt", round_no=2),
+        record("docker-gateway", "products", "wrk", "wrk_post_orders.txt", round_no=2),
+        record("docker-gateway", "products", "wrk", "wrk_post_orders.txt", round_no=3),
+    ]  # fmt: skip
+    rows = summary.aggregate(cases)
+    docker, netns = (summary.find(rows, mode, "gateway", "products") for mode in ("docker", "netns"))
+    assert summary.round_ratios(docker, netns) == [pytest.approx(1.0), pytest.approx(1.0)]
+    check = next(c for c in summary.check_targets(rows) if c["target"].startswith("docker without"))
+    # Ratio of medians: docker's median is round 2's rate (3 runs), netns's the mean of rounds 1 and 2.
+    assert check["measured"].endswith("(per round 1.00, 1.00)")
+    assert check["met"] is False
