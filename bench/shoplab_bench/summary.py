@@ -60,7 +60,6 @@ def aggregate(cases: list[dict]) -> list[dict]:
         # A run that answered errors (502s come back fast) measures the failure, not the path: speed and
         # latency come from the clean runs only; failures are still counted below.
         clean_runs = [r for r in answered_runs if not r["result"]["non_2xx"] and not r["result"]["errors"]]
-        clean = [r["result"] for r in clean_runs]
         timed = clean_runs or answered_runs
         results = [r["result"] for r in timed]
         latency = {
@@ -72,7 +71,7 @@ def aggregate(cases: list[dict]) -> list[dict]:
             "rps": _stats([r["rps"] for r in results]),
             "rps_by_round": {r["round"]: r["result"]["rps"] for r in timed if "round" in r},
             "latency_ms": latency,
-            "clean_runs": len(clean),
+            "clean_runs": len(clean_runs),
             "requests": sum(r["requests"] for r in answered),
             "non_2xx": sum(r["non_2xx"] for r in answered),
             "errors": sum(r["errors"] for r in answered),
@@ -115,7 +114,7 @@ def round_ratios(a: dict | None, b: dict | None) -> list[float]:
     slowdown in one round moves together instead of into one side of a ratio of medians."""
     if not a or not b:
         return []
-    a_rounds, b_rounds = a.get("rps_by_round", {}), b.get("rps_by_round", {})
+    a_rounds, b_rounds = a["rps_by_round"], b["rps_by_round"]
     return [a_rounds[n] / b_rounds[n] for n in sorted(set(a_rounds) & set(b_rounds)) if b_rounds[n]]
 
 
