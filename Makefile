@@ -8,12 +8,13 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv wheelhouse lint docs test test-unit test-services test-bench test-netns test-docker up down run-local bench clean
+.PHONY: help host-up host-test venv wheelhouse lint docs test test-unit test-services test-bench test-netns test-docker up down run-local bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements.txt services/pyproject.toml
+	scripts/bootstrap-host venv
 	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
@@ -21,6 +22,13 @@ $(VENV)/.installed: requirements.txt services/pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed ## Create the virtualenv with pinned tools
+
+# What this machine lacks (apt packages, a running Docker engine): scripts/bootstrap-host says what it installs.
+host-up: ## Install and start what `make up` needs on this machine
+	scripts/bootstrap-host up
+
+host-test: ## Install and start what `make test` needs on this machine
+	scripts/bootstrap-host test
 
 wheelhouse: venv ## Build the wheels the lab hosts install from (they never need PyPI)
 	ansible-playbook playbooks/wheelhouse.yml
@@ -35,24 +43,24 @@ lint: venv ## ruff, yamllint, ansible-lint (production profile)
 docs: venv ## Render docs/topology.md from group_vars/all/topology.yml
 	$(PY) scripts/render_topology_doc.py
 
-test-unit: venv ## The topology data and the filters derived from it
+test-unit: host-test venv ## The topology data and the filters derived from it
 	pytest tests
 
-test-services: venv ## The services against real PostgreSQL and Redis servers on loopback
+test-services: host-test venv ## The services against real PostgreSQL and Redis servers on loopback
 	pytest services/tests
 
-test-netns: venv ## molecule test: mode=netns in a systemd lab-host container
+test-netns: host-test venv ## molecule test: mode=netns in a systemd lab-host container
 	molecule test -s default
 
-test-docker: venv ## molecule test -s docker: mode=docker on this host's Docker engine
+test-docker: host-test venv ## molecule test -s docker: mode=docker on this host's Docker engine
 	molecule test -s docker
 
-test: lint test-unit test-services test-bench test-netns test-docker ## Every lint and every test
+test: host-test lint test-unit test-services test-bench test-netns test-docker ## Every lint and every test
 
-up: venv ## Run the lab: make up MODE=netns|docker
+up: host-up venv ## Run the lab: make up MODE=netns|docker
 	ansible-playbook site.yml -e mode=$(MODE)
 
-down: venv ## Remove the lab: make down MODE=netns|docker
+down: host-up venv ## Remove the lab: make down MODE=netns|docker
 	ansible-playbook site.yml -e mode=$(MODE) -e state=absent
 
 run-local: venv ## The four services on loopback, for a quick look (Ctrl-C stops them)
@@ -61,10 +69,10 @@ run-local: venv ## The four services on loopback, for a quick look (Ctrl-C stops
 clean: ## Remove build outputs
 	rm -rf build
 
-bench: venv ## Benchmark loopback, netns and docker, interleaved (QUICK=1: the < 2 minute smoke run)
+bench: host-test venv ## Benchmark loopback, netns and docker, interleaved (QUICK=1: the < 2 minute smoke run)
 	ansible-playbook playbooks/bench.yml $(if $(QUICK),-e bench_quick=true)
 
-test-bench: venv ## The benchmark harness once, quick (a smoke test: no speed is asserted)
+test-bench: host-test venv ## The benchmark harness once, quick (a smoke test: no speed is asserted)
 	ansible-playbook playbooks/bench.yml -e bench_quick=true
 
 # Operating the lab (README "Operating the lab"): each takes MODE=netns|docker.
