@@ -31,6 +31,10 @@ def render() -> str:
         f"Default instance counts: `product_instances={counts['product_instances']}`, "
         f"`order_instances={counts['order_instances']}`.",
         "",
+        f"Published gateway: docker mode publishes its port {services['gateway']['port']} on the host; netns "
+        "mode on a machine without systemd (the lab-host container) publishes it on port "
+        f"{data['shoplab_labhost_published_port']} (`shoplab_labhost_published_port`).",
+        "",
         "## Tiers",
         "",
         "| tier | netns bridge | netns subnet | host address | docker network | docker subnet | internal |",

@@ -113,3 +113,46 @@ def test_cpu_scheduling_is_a_known_policy_and_reaches_every_instance():
     assert behind and {policies[name] for name in behind - {"registry"}} == {"batch"}
     instances = topo.shoplab_instances(SERVICES, TIERS, {"product_instances": 3, "order_instances": 2})
     assert all(i["cpu_scheduling"] == policies[i["service"]] for i in instances)
+
+
+def test_the_lab_hosts_published_port_is_the_topologys_and_typed_nowhere_else():
+    """shoplab_labhost_published_port: the labhost role publishes it, lab_target and the netns Molecule
+    scenario (its host_vars) give it to the firewall's DNAT; none of them types the number."""
+    port = DATA["shoplab_labhost_published_port"]
+    assert isinstance(port, int) and 1 <= port <= 65535
+    # docker mode publishes the gateway's own port: both modes can run on one machine.
+    assert port != SERVICES["gateway"]["port"]
+    users = [
+        "roles/labhost/defaults/main.yml",
+        "roles/lab_target/defaults/main.yml",
+        "molecule/default/host_vars/shoplab-netns.yml",
+    ]
+    for path in users:
+        assert "shoplab_labhost_published_port" in (ROOT / path).read_text(), path
+    others = [
+        "roles/labhost/meta/argument_specs.yml",
+        "roles/lab_target/meta/argument_specs.yml",
+        "molecule/default/molecule.yml",
+        *(str(p.relative_to(ROOT)) for p in (ROOT / "molecule").rglob("*.py")),
+    ]
+    for path in users + others:
+        assert str(port) not in (ROOT / path).read_text(), f"{path} types {port}: use the topology's"
+
+
+def test_the_services_defaults_are_the_topologys_names_and_ports(monkeypatch):
+    """The services package cannot read topology.yml on a lab host (the deploy sets the environment
+    from it); its one copy of the ports, for when nothing is set, must be the topology's."""
+    import shoplab
+    from shoplab.core.config import Config
+
+    ports = {name: service["port"] for name, service in SERVICES.items()}
+    assert ports == {**shoplab.DEFAULT_PORTS, **shoplab.DATASTORE_PORTS}
+    assert set(shoplab.DEFAULT_PORTS) == {n for n, s in SERVICES.items() if s["kind"] == "app"}
+    for name in ("SERVICE_REGISTRY", "REDIS_URL", "DATABASE_URL", "DATABASE_PASSWORD_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    config = Config.from_env("product")
+    registry, redis, postgres = (SERVICES[n] for n in ("registry", "redis", "postgres"))
+    assert config.service_registry == f"http://{registry['hostname']}:{registry['port']}"
+    assert config.redis_url == f"redis://{redis['hostname']}:{redis['port']}/0"
+    db, user = DATA["shoplab_db_name"], DATA["shoplab_db_user"]
+    assert config.database_url == f"postgresql://{user}@{postgres['hostname']}:{postgres['port']}/{db}"

@@ -69,9 +69,17 @@ def case_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def design_doc_table(rows: list[dict]) -> list[str]:
+def _target_address(plan: dict, name: str) -> str:
+    """host:port of a target's products URL in the plan (roles/bench renders it from the topology)."""
+    target = next((t for t in plan.get("targets", []) if t.get("name") == name), {})
+    return target.get("products_url", "").partition("://")[2].partition("/")[0]
+
+
+def design_doc_table(rows: list[dict], plan: dict | None = None) -> list[str]:
     lines = [_row(DOC_COLUMNS), _row(["---"] * len(DOC_COLUMNS))]  # fmt: skip
-    for mode, path, label in (("netns", "gateway", "Linux namespaces (gateway 172.20.0.10:3000)"),
+    gateway = _target_address(plan or {}, "netns-gateway")
+    netns_label = f"Linux namespaces (gateway {gateway})" if gateway else "Linux namespaces (gateway)"
+    for mode, path, label in (("netns", "gateway", netns_label),
                               ("docker", "published", "Docker (published port, docker-proxy)"),
                               ("docker", "gateway", "Docker (container address, no userland proxy)"),
                               ("floor", "gateway", "loopback floor (no namespaces)")):  # fmt: skip
@@ -347,7 +355,8 @@ def render_markdown(report: dict) -> str:
         lines += ["", f"**Busy machine**: the load average was {load[0]} on {env['cpus']} CPUs at the start "
                   "(other jobs were running): every figure here is a lower bound. Measure again on a quiet "
                   "machine before comparing with the targets."]  # fmt: skip
-    lines += ["", "## The design document's table, with ours beside it", "", *design_doc_table(rows), "",
+    lines += ["", "## The design document's table, with ours beside it", "",
+              *design_doc_table(rows, plan), "",
               "## Why (computed from the numbers above)", "", *why(rows, plan.get("notes")), "",
               "## Targets measured", "", *targets_table(plan, report.get("skipped", [])), "",
               "## Every case", "", *case_table(rows),

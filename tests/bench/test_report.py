@@ -81,6 +81,16 @@ def test_markdown_has_the_design_documents_table_beside_ours(sample):
     assert "| netns-gateway | wrk | 899 [599-1,200] |" in md
 
 
+def test_the_netns_gateway_address_comes_from_the_plan(sample):
+    """roles/bench renders the targets' URLs from the topology; the report names the one measured."""
+    assert "| Linux namespaces (gateway) |" in report.render_markdown(sample)
+    sample["plan"]["targets"] = [
+        {"name": "netns-direct", "products_url": "http://192.0.2.20:5999", "orders_url": "", "prefix": []},
+        {"name": "netns-gateway", "products_url": "http://192.0.2.10:3999", "orders_url": "", "prefix": []},
+    ]
+    assert "| Linux namespaces (gateway 192.0.2.10:3999) |" in report.render_markdown(sample)
+
+
 def test_why_is_computed_from_the_numbers(sample):
     lines = report.why(summary.aggregate(sample["cases"]))
     hop = next(line for line in lines if "Gateway hop (netns)" in line)

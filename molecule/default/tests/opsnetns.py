@@ -24,14 +24,12 @@ def playbook(name: str, *extra: str, timeout: float = 600) -> subprocess.Complet
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
     if not inventory:  # the project's inventory: the `make up MODE=netns` lab host container
         return labtest.playbook(f"playbooks/{name}", "netns", *extra, timeout=timeout)
-    # As the scenario's converge: its inventory, the gateway published on port 3080 of the lab host.
+    # As the scenario's converge: its inventory, whose host_vars publish the gateway on the lab host.
     return labtest.playbook(
         f"playbooks/{name}",
         "netns",
         "-e",
         f"shoplab_build_dir={labtest.PROJECT_DIR / 'build'}",
-        "-e",
-        "netns_firewall_publish_port=3080",
         *extra,
         inventory=str(Path(inventory).parent),
         timeout=timeout,

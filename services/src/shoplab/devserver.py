@@ -7,6 +7,7 @@ import os
 import signal
 import time
 
+from shoplab import DEFAULT_PORTS
 from shoplab.devtools.servers import port_open
 from shoplab.devtools.stack import start_stack
 
@@ -16,10 +17,13 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=2, help="product instances (default 2)")
     parser.add_argument("--orders", type=int, default=2, help="order instances (default 2)")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
-    parser.add_argument("--gateway-port", type=int, default=3000)
+    parser.add_argument("--gateway-port", type=int, default=DEFAULT_PORTS["gateway"])
     args = parser.parse_args()
     if port_open(args.gateway_port):
-        in_use = f"Port {args.gateway_port} is already in use (the lab itself?); try --gateway-port 3001\n"
+        in_use = (
+            f"Port {args.gateway_port} is already in use (the lab itself?); "
+            f"try --gateway-port {args.gateway_port + 1}\n"
+        )
         parser.exit(1, in_use)
 
     stack = start_stack(

@@ -6,7 +6,12 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-from shoplab import DEFAULT_PORTS
+from shoplab import DATASTORE_PORTS, DEFAULT_PORTS
+
+# Where the other services are when the environment does not say (the topology's names and ports).
+DEFAULT_REGISTRY_URL = f"http://registry:{DEFAULT_PORTS['registry']}"
+DEFAULT_REDIS_URL = f"redis://redis:{DATASTORE_PORTS['redis']}/0"
+DEFAULT_DATABASE_URL = f"postgresql://shoplab@postgres:{DATASTORE_PORTS['postgres']}/shoplab"
 
 
 def _env(name: str, default: str) -> str:
@@ -75,7 +80,7 @@ def _max_inflight() -> dict[str, int]:
 
 def read_database_url() -> str:
     """DATABASE_URL, with the password from DATABASE_PASSWORD_FILE (Docker secrets) when that is set."""
-    url = _env("DATABASE_URL", "postgresql://shoplab@postgres:5432/shoplab")
+    url = _env("DATABASE_URL", DEFAULT_DATABASE_URL)
     password_file = os.environ.get("DATABASE_PASSWORD_FILE", "").strip()
     if not password_file:
         return url
@@ -133,10 +138,10 @@ class Config:
             port=env_int("PORT", DEFAULT_PORTS.get(service, 8000)),
             instance_id=_env("INSTANCE_ID", socket.gethostname()),
             # An empty SERVICE_REGISTRY means "stand alone": no registration (tests, one-off runs).
-            service_registry=os.environ.get("SERVICE_REGISTRY", "http://registry:5000").strip().rstrip("/"),
+            service_registry=os.environ.get("SERVICE_REGISTRY", DEFAULT_REGISTRY_URL).strip().rstrip("/"),
             advertise_addr=_env("ADVERTISE_ADDR", ""),
             database_url=read_database_url() if service in ("product", "order") else "",
-            redis_url=_env("REDIS_URL", "redis://redis:6379/0"),
+            redis_url=_env("REDIS_URL", DEFAULT_REDIS_URL),
             heartbeat_interval=heartbeat,
             # Expiry at three missed heartbeats.
             registry_ttl=_env_float("REGISTRY_TTL", 3 * heartbeat),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask, Response, jsonify
 
 from shoplab.core.app import create_base_app
-from shoplab.core.config import Config
+from shoplab.core.config import DEFAULT_REGISTRY_URL, Config
 from shoplab.core.registry_client import RegistryClient
 from shoplab.gateway.balancer import Balancer
 from shoplab.gateway.proxy import ROUTES, Proxy
@@ -13,7 +13,7 @@ from shoplab.gateway.proxy import ROUTES, Proxy
 
 def create_app(config: Config | None = None) -> Flask:
     config = config or Config.from_env("gateway")
-    registry = RegistryClient(config.service_registry or "http://registry:5000", timeout=1.0)
+    registry = RegistryClient(config.service_registry or DEFAULT_REGISTRY_URL, timeout=1.0)
     balancer = Balancer(
         registry, config.gateway_lookup_ttl, config.gateway_eject_after, config.gateway_eject_seconds
     )
