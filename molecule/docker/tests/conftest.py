@@ -1,13 +1,18 @@
-"""Shared helpers for the docker scenario: the topology data, the filters, and `docker` itself.
+"""Shared helpers for the docker scenario: the topology data, the filters, `docker` itself, the lab's
+containers (healthy, by service) and its access logs.
 
 The tests run on the lab host (this machine: the scenario converges localhost), so they call the
-docker CLI directly and reach the gateway on localhost.
+docker CLI directly and reach the gateway on localhost. Files run in name order, as the netns
+scenario's: test_10_topology, test_20_flow, test_21_logs, test_25_hardening, test_30_isolation,
+test_40_scale (leaves three product instances), the operations (test_5x_ops_*: scale puts the
+topology's count back before the diagram compares the lab with it), test_90_absent last.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+import time
 
 import pytest
 from labtest import FILTERS, PROJECT_DIR, TOPOLOGY
@@ -43,9 +48,65 @@ def lab_containers() -> list[dict]:
     )
 
 
+def counts(topology: dict) -> dict:
+    return {
+        "product_instances": topology["product_instances"],
+        "order_instances": topology["order_instances"],
+    }
+
+
+def by_service(containers: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for container in containers:
+        out.setdefault(container["Config"]["Labels"]["org.shoplab.service"], []).append(container)
+    return out
+
+
+def wait_healthy(expected: int, timeout: float = 180) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        containers = lab_containers()
+        states = [c["State"].get("Health", {}).get("Status") for c in containers]
+        if len(containers) == expected and all(s == "healthy" for s in states):
+            return containers
+        if time.monotonic() > deadline:
+            names = {c["Name"].lstrip("/"): c["State"].get("Health", {}).get("Status") for c in containers}
+            raise AssertionError(f"expected {expected} healthy containers, found {names}")
+        time.sleep(2)
+
+
+def access_log(service: str) -> str:
+    return f"{LOG_DIR}/{service}.access.log"
+
+
+def wait_for_access_line(service: str, text: str, timeout: float = 15) -> dict:
+    """The last line of `service`'s access log holding `text` (lines are written every second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(access_log(service), encoding="utf-8") as handle:
+            found = [line for line in handle if text in line]
+        if found:
+            return json.loads(found[-1])
+        assert time.monotonic() < deadline, f"no line with {text!r} in {access_log(service)}"
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="session")
 def topology() -> dict:
     return TOPOLOGY
+
+
+@pytest.fixture(scope="module")
+def instances(topology) -> list[dict]:
+    return FILTERS.shoplab_instances(
+        topology["shoplab_services"], topology["shoplab_tiers"], counts(topology)
+    )
+
+
+@pytest.fixture(scope="module")
+def containers(instances) -> list[dict]:
+    """The lab's containers, once all of the topology's are healthy (each test file waits once)."""
+    return wait_healthy(len(instances))
 
 
 @pytest.fixture(scope="session")

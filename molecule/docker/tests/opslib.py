@@ -1,4 +1,4 @@
-"""Helpers for the operations tests (test_ops_*.py): run an operations playbook against this host's
+"""Helpers for the operations tests (test_5x_ops_*.py): run an operations playbook against this host's
 docker lab, read the database's digest the way lab_backup does, talk to the gateway on loopback."""
 
 from __future__ import annotations
