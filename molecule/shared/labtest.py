@@ -20,7 +20,10 @@ __all__ = ["FILTERS", "PROJECT_DIR", "TOPOLOGY", "digest_script", "parse_digest"
 PROJECT_DIR = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[2]))
 TOPOLOGY = yaml.safe_load((PROJECT_DIR / "group_vars" / "all" / "topology.yml").read_text())
 
-TABLES = ["products", "orders", "order_items", "idempotency_keys"]
+# The tables the digest covers: lab_backup's own list, so a test compares what a backup's manifest does.
+TABLES = yaml.safe_load((PROJECT_DIR / "roles" / "lab_backup" / "defaults" / "main.yml").read_text())[
+    "lab_backup_tables"
+]
 
 
 def digest_script(psql: str) -> str:

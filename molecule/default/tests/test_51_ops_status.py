@@ -1,10 +1,11 @@
 """Status (playbooks/status.yml) on the netns lab: every section, no problem on a healthy lab, and a
-stopped instance named (unit down, not registered) until it runs again, and the services' own warnings."""
+stopped instance named (unit down, not registered) until it runs again (molecule/shared/labops.py
+holds what the docker scenario checks the same way), and the services' own warnings."""
 
 from __future__ import annotations
 
-import time
-
+from labdata import instance
+from labops import assert_status_complete_and_clean, assert_stopped_instance_named_then_clears
 from opsnetns import OPS_HOSTS, playbook, tail
 
 testinfra_hosts = OPS_HOSTS
@@ -20,32 +21,25 @@ SECTIONS = [
 
 
 def test_report_has_every_section_and_no_problem():
-    result = playbook("status.yml", "-e", "lab_status_fail_on_problems=true")
-    assert result.returncode == 0, tail(result)
-    for section in SECTIONS:
-        assert section in result.stdout, section
-    assert "No problem found" in result.stdout
-    assert "changed=0" in result.stdout
+    assert_status_complete_and_clean(playbook, SECTIONS)
 
 
 def test_a_stopped_instance_is_named_then_clears(lab):
-    unit = "shoplab-product-2.service"
-    lab.check(f"systemctl stop {unit}")
-    try:
-        result = playbook("status.yml")
-        assert result.returncode == 0, tail(result)
-        assert f"unit {unit} is inactive (product-2 is down)" in result.stdout, tail(result)
-        assert "nothing listens on port 5001 in ns-product-2" in result.stdout
-        assert "product-2 is not registered with the registry" in result.stdout
-    finally:
-        lab.check(f"systemctl start {unit}")
-    deadline = time.monotonic() + 60
-    while True:
-        result = playbook("status.yml", "-e", "lab_status_fail_on_problems=true")
-        if result.returncode == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(3)
-    assert result.returncode == 0, tail(result)
+    product = instance("product", 2)
+    unit = f"shoplab-{product['name']}.service"
+    assert_stopped_instance_named_then_clears(
+        playbook,
+        stop=lambda: lab.check(f"systemctl stop {unit}"),
+        start=lambda: lab.check(f"systemctl start {unit}"),
+        problems=[
+            f"unit {unit} is inactive ({product['name']} is down)",
+            f"nothing listens on port {product['port']} in {product['namespace']}",
+            f"{product['name']} is not registered with the registry",
+        ],
+        named=product["name"],
+        clear_within=60,
+        pause=3,
+    )
 
 
 def test_a_service_warning_is_shown_with_its_instance(lab):

@@ -1,5 +1,6 @@
 """Traffic capture (playbooks/capture.yml, scripts/monitor-traffic) on the docker lab's networks:
-bounded by time and packet count, pcaps kept, a per-flow summary by tier, no tcpdump left running."""
+bounded by time and packet count, pcaps kept, a per-flow summary by tier, no tcpdump left running
+(molecule/shared/labops.py holds what the netns scenario checks the same way)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import importlib.util
 import subprocess
 
 from conftest import PROJECT_DIR
+from labops import assert_capture_shows_the_tiers, capture
 from opslib import playbook, tail
 
 spec = importlib.util.spec_from_file_location(
@@ -22,34 +24,17 @@ def tcpdumps_running() -> list[str]:
 
 
 def test_capture_shows_the_three_tiers(tmp_path):
-    result = playbook(
-        "capture.yml",
-        "-e",
-        f"lab_capture_dir={tmp_path}",
-        "-e",
-        "lab_capture_seconds=4",
-        "-e",
-        "lab_capture_requests=10",
-    )
-    assert result.returncode == 0, tail(result)
-    (folder,) = (tmp_path / "docker").iterdir()
-    pcaps = sorted(folder.glob("*.pcap"))
-    assert {p.stem for p in pcaps} >= {"shoplab-backend", "shoplab-database"}
-    for pcap in pcaps:
-        assert pcap.read_bytes()[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4")
-    summary = (folder / "summary.txt").read_text()
-    # The playbook prints the summary: compare as words, as opslib.playbook folds the output's spacing.
-    first_flow = " ".join(summary.splitlines()[2].split())
-    assert first_flow in result.stdout, first_flow
+    result, folder, summary = capture(playbook, tmp_path, "docker")
+    assert {p.stem for p in folder.glob("*.pcap")} >= {"shoplab-backend", "shoplab-database"}
     # host -> gateway, gateway -> product/order/registry (backend), product/order -> redis/postgres (database)
-    for needle in (
+    flows = [
         "backend/api-gateway-1",
         "backend/product-service-",
         "backend/service-registry-1",
         "database/postgres-1",
         "database/redis-1",
-    ):
-        assert needle in summary, needle
+    ]
+    assert_capture_shows_the_tiers(result, folder, summary, flows)
     assert tcpdumps_running() == []
 
 
