@@ -76,7 +76,7 @@ test-bench: host-test venv ## The benchmark harness once, quick (a smoke test: n
 	ansible-playbook playbooks/bench.yml -e bench_quick=true
 
 # Operating the lab (README "Operating the lab"): each takes MODE=netns|docker.
-.PHONY: backup restore scale capture status diagram
+.PHONY: backup restore scale capture status diagram exercise check hint solve exercise-reset grade-class
 backup: venv ## Back up the lab's database to backups/<MODE>/: make backup MODE=…
 	ansible-playbook playbooks/backup.yml -e mode=$(MODE)
 
@@ -95,3 +95,27 @@ capture: venv ## Bounded capture with a per-flow summary (captures/<MODE>/): mak
 
 diagram: venv ## Draw the running lab (docs/images/topology-<MODE>.svg/.png) and list differences from the data
 	ansible-playbook playbooks/diagram.yml -e mode=$(MODE)
+
+# Exercises (README "Exercises"): break-and-fix, graded. Each takes MODE=netns|docker.
+exercise: host-up venv ## List the exercises, or start one: make exercise NAME=<name> MODE=… (deploys or resets the lab first)
+ifeq ($(NAME),)
+	ansible-playbook playbooks/exercises.yml
+else
+	ansible-playbook site.yml -e mode=$(MODE)
+	ansible-playbook playbooks/exercise.yml -e mode=$(MODE) -e lab_exercise_action=start -e exercise=$(NAME)
+endif
+
+check: venv ## Grade the running lab against the current exercise (exit 0 only when every check passes)
+	ansible-playbook playbooks/exercise.yml -e mode=$(MODE) -e lab_exercise_action=check $(if $(NAME),-e exercise=$(NAME))
+
+hint: venv ## The next hint for the current exercise
+	ansible-playbook playbooks/exercise.yml -e mode=$(MODE) -e lab_exercise_action=hint
+
+solve: venv ## Apply the current exercise's reference solution (instructors, CI)
+	ansible-playbook playbooks/exercise.yml -e mode=$(MODE) -e lab_exercise_action=solve
+
+exercise-reset: venv ## Undo the current exercise: back to the clean lab
+	ansible-playbook playbooks/exercise.yml -e mode=$(MODE) -e lab_exercise_action=reset
+
+grade-class: venv ## Grade every host of group `students`: make grade-class EXERCISE=<name> [INVENTORY=…]
+	ansible-playbook playbooks/grade_class.yml -e exercise=$(EXERCISE) $(if $(INVENTORY),-i $(INVENTORY))

@@ -152,3 +152,18 @@ def test_gunicorn_settings_are_refused_by_name(monkeypatch):
     monkeypatch.setenv("WEB_CONCURRENCY", "two")
     with pytest.raises(ValueError, match="WEB_CONCURRENCY must be a whole number, not 'two'"):
         gunicorn_options(config)
+
+
+@pytest.mark.parametrize(
+    "value", ["registry:5000", "http://registry:5OOO", "ftp://registry:5000", "http://:5000"]
+)
+def test_a_registry_url_the_service_could_never_use_stops_the_start_by_name(monkeypatch, value):
+    monkeypatch.setenv("SERVICE_REGISTRY", value)
+    with pytest.raises(ValueError, match=f"SERVICE_REGISTRY must be an http:// URL .*not '{value}'"):
+        Config.from_env("order")
+
+
+@pytest.mark.parametrize(("value", "kept"), [("", ""), ("http://registry:5000/", "http://registry:5000")])
+def test_an_empty_registry_url_stands_alone_and_a_good_one_is_kept(monkeypatch, value, kept):
+    monkeypatch.setenv("SERVICE_REGISTRY", value)
+    assert Config.from_env("order").service_registry == kept

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from shoplab import DATASTORE_PORTS, DEFAULT_PORTS
 
@@ -52,6 +53,24 @@ def _env_at_least(name: str, default: int, least: int) -> int:
     value = env_int(name, default)
     if value < least:
         raise ValueError(f"{name} must be at least {least}, not {value}")
+    return value
+
+
+def _env_http_url(name: str, default: str) -> str:
+    """An http:// URL with a host and a valid port, or empty (the caller's "none"). A URL the service
+    would only fail on later (no scheme, a port that is no number) stops the start with its name."""
+    value = os.environ.get(name, default).strip().rstrip("/")
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme != "http" or not parts.hostname or port == -1:
+        raise ValueError(
+            f"{name} must be an http:// URL such as {default or 'http://host:port'}, not {value!r}"
+        )
     return value
 
 
@@ -138,7 +157,7 @@ class Config:
             port=env_int("PORT", DEFAULT_PORTS.get(service, 8000)),
             instance_id=_env("INSTANCE_ID", socket.gethostname()),
             # An empty SERVICE_REGISTRY means "stand alone": no registration (tests, one-off runs).
-            service_registry=os.environ.get("SERVICE_REGISTRY", DEFAULT_REGISTRY_URL).strip().rstrip("/"),
+            service_registry=_env_http_url("SERVICE_REGISTRY", DEFAULT_REGISTRY_URL),
             advertise_addr=_env("ADVERTISE_ADDR", ""),
             database_url=read_database_url() if service in ("product", "order") else "",
             redis_url=_env("REDIS_URL", DEFAULT_REDIS_URL),
