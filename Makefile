@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help host-up host-test venv wheelhouse lint docs test test-unit test-services test-bench test-netns test-docker up down run-local bench clean
+.PHONY: help host-up host-test venv wheelhouse lint docs test test-unit test-services test-bench test-netns test-exercises test-docker up down run-local bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ test-services: host-test venv ## The services against real PostgreSQL and Redis 
 
 test-netns: host-test venv ## molecule test: mode=netns in a systemd lab-host container
 	molecule test -s default
+
+test-exercises: host-test venv ## molecule test -s exercises: every netns exercise and a class of two lab hosts
+	molecule test -s exercises
 
 test-docker: host-test venv ## molecule test -s docker: mode=docker on this host's Docker engine
 	molecule test -s docker
