@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 import requests
-from helpers import FAST_ENV
+from helpers import FAST_ENV, OPERATOR
 from shoplab.core.eventloop import EventLoop
 from shoplab.devtools.servers import Servers
 from shoplab.devtools.stack import Stack, start_stack
@@ -58,16 +58,24 @@ def http() -> requests.Session:
         yield session
 
 
+@pytest.fixture
+def operator() -> requests.Session:
+    """A client holding the operator's token: catalogue writes and the order list."""
+    with requests.Session() as session:
+        session.headers.update(OPERATOR)
+        yield session
+
+
 _sku_numbers = itertools.count(1)
 
 
 @pytest.fixture
-def new_product(gateway: str, http: requests.Session):
+def new_product(gateway: str, operator: requests.Session):
     """Create a fresh product (so tests never share stock) and return its JSON."""
 
     def create(stock: int = 100, price_cents: int = 1000) -> dict:
         sku = f"T-{uuid.uuid4().hex[:8]}-{next(_sku_numbers)}"
-        response = http.post(
+        response = operator.post(
             f"{gateway}/api/products",
             json={"sku": sku, "name": f"Test product {sku}", "price_cents": price_cents, "stock": stock},
             timeout=10,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import time
 
@@ -10,7 +11,25 @@ import requests
 
 # Short intervals so expiry and re-registration are observable within seconds.
 HEARTBEAT_INTERVAL = "1"
-FAST_ENV = {"HEARTBEAT_INTERVAL": HEARTBEAT_INTERVAL, "GATEWAY_LOOKUP_TTL": "0.3", "LOG_LEVEL": "INFO"}
+# The per-lab secrets of the session's system, and of every process a test starts beside it.
+TOKENS = {name: secrets.token_urlsafe(24) for name in ("SHOPLAB_REGISTRY_TOKEN", "SHOPLAB_OPERATOR_TOKEN")}
+FAST_ENV = {
+    "HEARTBEAT_INTERVAL": HEARTBEAT_INTERVAL,
+    "GATEWAY_LOOKUP_TTL": "0.3",
+    "LOG_LEVEL": "INFO",
+    **TOKENS,
+}
+# What an operator sends (catalogue writes, the order list), and what an instance sends (registry writes).
+OPERATOR = {"Authorization": f"Bearer {TOKENS['SHOPLAB_OPERATOR_TOKEN']}"}
+REGISTRY = {"Authorization": f"Bearer {TOKENS['SHOPLAB_REGISTRY_TOKEN']}"}
+
+
+def register(registry_url: str, service: str, instance_id: str, port: int, address: str = "127.0.0.1"):
+    """Register an instance as the lab's own instances do (with the registry token, from its address)."""
+    body = {"instance_id": instance_id, "address": address, "port": port}
+    return requests.post(
+        f"{registry_url}/services/{service}/instances", json=body, headers=REGISTRY, timeout=5
+    )
 
 
 def assert_problem(response: requests.Response, status: int) -> dict:

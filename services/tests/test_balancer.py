@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from helpers import FAST_ENV
+from helpers import FAST_ENV, TOKENS
 from shoplab.core.registry_client import Instance, RegistryClient
 from shoplab.gateway.balancer import Balancer
 
@@ -16,7 +16,7 @@ EJECT_SECONDS = 0.5
 @pytest.fixture
 def balancer(servers) -> tuple[Balancer, list[Instance]]:
     registry = servers.start_service("registry", "registry-balancer", dict(FAST_ENV))
-    client = RegistryClient(f"http://127.0.0.1:{registry.port}")
+    client = RegistryClient(f"http://127.0.0.1:{registry.port}", token=TOKENS["SHOPLAB_REGISTRY_TOKEN"])
     instances = [Instance("product", f"product-{n}", "127.0.0.1", 41000 + n) for n in (1, 2, 3)]
     for instance in instances:
         client.register(instance)

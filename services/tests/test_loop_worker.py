@@ -22,6 +22,7 @@ from helpers import (
     connect,
     read_framed_answers,
     read_response,
+    register,
     request_on,
     status_of,
 )
@@ -126,8 +127,8 @@ class ScriptedInstance:
         self.server = socket.create_server((LOOPBACK, 0))
         self.serve = serve
         self.requests: list[bytes] = []
-        instance = {"instance_id": "scripted-1", "address": LOOPBACK, "port": self.server.getsockname()[1]}
-        requests.post(f"{registry_url}/services/product/instances", json=instance, timeout=5)
+        port = self.server.getsockname()[1]
+        assert register(registry_url, "product", "scripted-1", port).status_code == 201
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:

@@ -31,7 +31,7 @@ def test_fifty_concurrent_orders_never_oversell(gateway, new_product):
     assert {r.headers["X-Upstream-Instance"] for r in responses} == {"order-1", "order-2"}
 
 
-def test_order_is_recorded_with_prices_and_readable(gateway, http, new_product):
+def test_order_is_recorded_with_prices_and_readable(gateway, http, operator, new_product):
     first, second = new_product(stock=5, price_cents=250), new_product(stock=5, price_cents=100)
     created = order(
         gateway, [{"product_id": second["id"], "quantity": 2}, {"product_id": first["id"], "quantity": 3}]
@@ -41,7 +41,7 @@ def test_order_is_recorded_with_prices_and_readable(gateway, http, new_product):
     assert body["total_cents"] == 3 * 250 + 2 * 100
     assert created.headers["Location"] == f"/api/orders/{body['id']}"
     assert http.get(f"{gateway}/api/orders/{body['id']}", timeout=10).json() == body
-    newest = http.get(f"{gateway}/api/orders", params={"per_page": 5}, timeout=10).json()
+    newest = operator.get(f"{gateway}/api/orders", params={"per_page": 5}, timeout=10).json()
     assert body["id"] in [o["id"] for o in newest["items"]]
     assert (stock_of(gateway, first["id"]), stock_of(gateway, second["id"])) == (2, 3)
 
@@ -84,11 +84,11 @@ def test_concurrent_requests_with_one_key_create_one_order(gateway, new_product)
     assert stock_of(gateway, product["id"]) == 99
 
 
-def test_bad_orders_are_4xx_and_write_nothing(gateway, http, new_product):
+def test_bad_orders_are_4xx_and_write_nothing(gateway, http, operator, new_product):
     product = new_product(stock=5)
     pid = product["id"]
     url = f"{gateway}/api/orders"
-    total_before = http.get(url, timeout=10).json()["total"]
+    total_before = operator.get(url, timeout=10).json()["total"]
     bad_bodies = [
         {"items": [{"product_id": pid, "quantity": 0}]},
         {"items": [{"product_id": pid, "quantity": -2}]},
@@ -114,7 +114,7 @@ def test_bad_orders_are_4xx_and_write_nothing(gateway, http, new_product):
     assert_problem(http.post(url, json=good, headers=long_key, timeout=10), 400)
     assert_problem(http.get(f"{url}/0", timeout=10), 404)
     assert_problem(http.get(f"{url}/123456789", timeout=10), 404)
-    assert http.get(url, timeout=10).json()["total"] == total_before
+    assert operator.get(url, timeout=10).json()["total"] == total_before
     assert stock_of(gateway, pid) == 5
 
 

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 import requests
-from helpers import body_of, connect, read_framed_answers, read_response, status_of
+from helpers import OPERATOR, body_of, connect, read_framed_answers, read_response, status_of
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +31,8 @@ def request(method: str, path: str, body: dict | None = None) -> bytes:
     head = f"{method} {path} HTTP/1.1\r\nHost: lab\r\n"
     if body is not None:
         head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+    if method not in ("GET", "HEAD"):
+        head += f"Authorization: {OPERATOR['Authorization']}\r\n"
     return head.encode() + b"\r\n" + payload
 
 
@@ -85,7 +87,9 @@ def test_a_chunked_request_is_handed_to_a_thread_and_answered(product):
     with connect(product) as sock:
         sock.sendall(
             b"PATCH /api/products/999999 HTTP/1.1\r\nHost: lab\r\nContent-Type: application/json\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n%X\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+            b"Authorization: %s\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n%X\r\n%s\r\n0\r\n\r\n"
+            % (OPERATOR["Authorization"].encode(), len(body), body)
         )
         assert status_of(read_response(sock)) == 404  # gunicorn's parser read it; Flask answered
         sock.sendall(request("GET", "/api/products/1"))

@@ -6,7 +6,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from helpers import assert_problem
+from helpers import OPERATOR, assert_problem
 from shoplab.core.schema import SEED_SIZE
 
 
@@ -23,7 +23,7 @@ def test_catalogue_is_seeded_and_paginated(gateway, http):
     assert http.get(f"{gateway}/api/products/1", timeout=10).json()["sku"] == "SKU-00001"
 
 
-def test_cache_miss_then_hit_and_invalidation_on_write(gateway, http, new_product):
+def test_cache_miss_then_hit_and_invalidation_on_write(gateway, http, operator, new_product):
     product = new_product(stock=40, price_cents=500)
     url = f"{gateway}/api/products/{product['id']}"
     miss = http.get(url, timeout=10)
@@ -31,7 +31,7 @@ def test_cache_miss_then_hit_and_invalidation_on_write(gateway, http, new_produc
     assert (miss.headers["X-Cache"], hit.headers["X-Cache"]) == ("MISS", "HIT")
     assert miss.json() == hit.json() == product
 
-    changed = http.patch(url, json={"price_cents": 650}, timeout=10)
+    changed = operator.patch(url, json={"price_cents": 650}, timeout=10)
     assert changed.status_code == 200
     after = http.get(url, timeout=10)
     assert after.headers["X-Cache"] == "MISS"
@@ -39,11 +39,11 @@ def test_cache_miss_then_hit_and_invalidation_on_write(gateway, http, new_produc
     assert http.get(url, timeout=10).headers["X-Cache"] == "HIT"
 
 
-def test_list_pages_are_cached_and_invalidated(gateway, http, new_product):
+def test_list_pages_are_cached_and_invalidated(gateway, http, operator, new_product):
     params = {"page": 1, "per_page": 7}
     http.get(f"{gateway}/api/products", params=params, timeout=10)
     assert http.get(f"{gateway}/api/products", params=params, timeout=10).headers["X-Cache"] == "HIT"
-    http.patch(f"{gateway}/api/products/3", json={"name": "Renamed Product Three"}, timeout=10)
+    operator.patch(f"{gateway}/api/products/3", json={"name": "Renamed Product Three"}, timeout=10)
     page = http.get(f"{gateway}/api/products", params=params, timeout=10)
     assert page.headers["X-Cache"] == "MISS"
     assert page.json()["items"][2]["name"] == "Renamed Product Three"
@@ -90,7 +90,8 @@ def test_reads_survive_redis_stopping(stack, servers):
             assert listing.status_code == 200
             assert len(listing.json()["items"]) == 5
         # Writes still work too (their invalidation is best effort while Redis is away).
-        assert http.patch(f"{base}/api/products/2", json={"stock": 77}, timeout=10).status_code == 200
+        written = http.patch(f"{base}/api/products/2", json={"stock": 77}, headers=OPERATOR, timeout=10)
+        assert written.status_code == 200
         assert http.get(f"{base}/api/products/2", timeout=10).json()["stock"] == 77
         ready = http.get(f"{base}/ready", timeout=10)
         assert ready.status_code == 200  # degraded, still ready
@@ -118,7 +119,8 @@ def test_reads_return_to_redis_after_it_restarts(stack, servers):
     assert states.count("BYPASS") <= 2 * 6, states
 
 
-def test_bad_product_writes_are_4xx_and_write_nothing(gateway, http):
+def test_bad_product_writes_are_4xx_and_write_nothing(gateway, operator):
+    http = operator
     url = f"{gateway}/api/products"
     total_before = http.get(url, timeout=10).json()["total"]
     good = {"name": "Widget", "price_cents": 100, "stock": 1}
@@ -146,10 +148,10 @@ def test_bad_product_writes_are_4xx_and_write_nothing(gateway, http):
     assert http.get(url, timeout=10).json()["total"] == total_before
 
 
-def test_duplicate_sku_is_a_conflict(gateway, http, new_product):
+def test_duplicate_sku_is_a_conflict(gateway, operator, new_product):
     product = new_product()
     again = {"sku": product["sku"], "name": "Twin", "price_cents": 1, "stock": 1}
-    assert_problem(http.post(f"{gateway}/api/products", json=again, timeout=10), 409)
+    assert_problem(operator.post(f"{gateway}/api/products", json=again, timeout=10), 409)
 
 
 def test_a_service_started_before_its_database_heals_when_it_comes(stack, servers):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import requests
-from helpers import FAST_ENV, HEARTBEAT_INTERVAL, assert_problem
+from helpers import FAST_ENV, HEARTBEAT_INTERVAL, REGISTRY, assert_problem, register
 from shoplab.devtools.servers import wait_for
 
 TTL = 3 * float(HEARTBEAT_INTERVAL)
@@ -19,41 +19,43 @@ def instances(registry: str, service: str) -> dict[str, dict]:
 
 def test_register_lookup_heartbeat_deregister(stack):
     registry = stack.registry_url
-    body = {"instance_id": "manual-1", "address": "127.0.0.9", "port": 6001}
-    assert requests.post(f"{registry}/services/manualsvc/instances", json=body, timeout=5).status_code == 201
+    assert register(registry, "manualsvc", "manual-1", 6001).status_code == 201
     # Registering again is idempotent (a refresh, not a duplicate).
-    assert requests.post(f"{registry}/services/manualsvc/instances", json=body, timeout=5).status_code == 200
+    assert register(registry, "manualsvc", "manual-1", 6001).status_code == 200
     found = instances(registry, "manualsvc")
     assert list(found) == ["manual-1"]
-    assert (found["manual-1"]["address"], found["manual-1"]["port"]) == ("127.0.0.9", 6001)
+    assert (found["manual-1"]["address"], found["manual-1"]["port"]) == ("127.0.0.1", 6001)
 
-    beat = requests.put(f"{registry}/services/manualsvc/instances/manual-1/heartbeat", timeout=5)
+    beat = requests.put(f"{registry}/services/manualsvc/instances/manual-1/heartbeat", headers=REGISTRY)
     assert beat.status_code == 200
-    gone = requests.delete(f"{registry}/services/manualsvc/instances/manual-1", timeout=5)
+    gone = requests.delete(f"{registry}/services/manualsvc/instances/manual-1", headers=REGISTRY, timeout=5)
     assert gone.status_code == 204
     assert instances(registry, "manualsvc") == {}
     # A heartbeat for an instance the registry does not know is a 404: the client's cue to re-register.
     assert_problem(
-        requests.put(f"{registry}/services/manualsvc/instances/manual-1/heartbeat", timeout=5), 404
+        requests.put(f"{registry}/services/manualsvc/instances/manual-1/heartbeat", headers=REGISTRY), 404
     )
 
 
 def test_registry_rejects_bad_registrations(stack):
     url = f"{stack.registry_url}/services/badsvc/instances"
-    assert_problem(requests.post(url, data="{not json", headers={"Content-Type": "application/json"}), 400)
-    assert_problem(requests.post(url, data="x", headers={"Content-Type": "text/plain"}), 415)
-    assert_problem(requests.post(url, json={"instance_id": "a", "address": "h", "port": True}), 422)
-    assert_problem(requests.post(url, json={"instance_id": "a", "address": "h", "port": 70000}), 422)
-    assert_problem(requests.post(url, json={"instance_id": "a b", "address": "h", "port": 80}), 422)
-    assert_problem(requests.post(url, json={"address": "h", "port": 80}), 422)
+    json_header = {"Content-Type": "application/json", **REGISTRY}
+    assert_problem(requests.post(url, data="{not json", headers=json_header), 400)
+    assert_problem(requests.post(url, data="x", headers={"Content-Type": "text/plain", **REGISTRY}), 415)
+    for body in (
+        {"instance_id": "a", "address": "127.0.0.1", "port": True},
+        {"instance_id": "a", "address": "127.0.0.1", "port": 70000},
+        {"instance_id": "a b", "address": "127.0.0.1", "port": 80},
+        {"address": "127.0.0.1", "port": 80},
+    ):
+        assert_problem(requests.post(url, json=body, headers=REGISTRY, timeout=5), 422)
     assert instances(stack.registry_url, "badsvc") == {}
 
 
 def test_instances_expire_after_missed_heartbeats(stack):
     registry = stack.registry_url
-    body = {"instance_id": "silent-1", "address": "127.0.0.9", "port": 6002}
     before_registering = time.monotonic()  # the registry's own clock for it starts after this
-    assert requests.post(f"{registry}/services/silentsvc/instances", json=body, timeout=5).status_code == 201
+    assert register(registry, "silentsvc", "silent-1", 6002).status_code == 201
     assert "silent-1" in instances(registry, "silentsvc")
     wait_for(lambda: "silent-1" not in instances(registry, "silentsvc"), TTL * 4, "expiry")
     # Not before the TTL (three heartbeat intervals) ran out.

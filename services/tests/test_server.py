@@ -55,7 +55,11 @@ def test_more_connections_than_any_thread_pool_are_all_answered(stack):
 
 
 def test_worker_connections_bounds_open_connections(servers):
-    registry = servers.start_service("registry", "registry-small", {**FAST_ENV, "WORKER_CONNECTIONS": "2"})
+    registry = servers.start_service(
+        "registry",
+        "registry-small",
+        {**FAST_ENV, "WORKER_CONNECTIONS": "2", "MAX_CONNECTIONS_PER_CLIENT": "2"},
+    )
     address = (LOOPBACK, registry.port)
     first, second = (
         socket.create_connection(address, timeout=10),

@@ -31,6 +31,9 @@ def main() -> None:
     )
     print(f"Shoplab is up. Gateway: {stack.gateway_url}/api/products", flush=True)
     print(f"Registry: {stack.registry_url}/services   Logs: {stack.servers.root}", flush=True)
+    # This run's own throwaway token (start_stack made it up): catalogue writes and the order list need it.
+    operator = stack.operator_headers["Authorization"]
+    print(f"Catalogue writes, order list: curl -H 'Authorization: {operator}' …", flush=True)
     print("Ctrl-C stops everything.", flush=True)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))

@@ -49,6 +49,11 @@ def gunicorn_options(config: Config) -> dict:
         "control_socket_disable": True,  # several instances on one host must not fight over one socket
     }
     if config.service in REGISTERING and config.service_registry:
+        if not config.registry_token:
+            raise RuntimeError(
+                "SHOPLAB_REGISTRY_TOKEN (or SHOPLAB_REGISTRY_TOKEN_FILE) is not set: registering with "
+                "SERVICE_REGISTRY needs it (an empty SERVICE_REGISTRY stands alone)"
+            )
         options.update(registration_hooks(config))
     return options
 
@@ -65,12 +70,12 @@ def registration_hooks(config: Config) -> dict:
         return Instance(config.service, config.instance_id, address, config.port)
 
     def post_worker_init(worker) -> None:
-        client = RegistryClient(config.service_registry)
+        client = RegistryClient(config.service_registry, token=config.registry_token)
         Heartbeat(client, instance(), config.heartbeat_interval).start()
 
     def on_exit(server) -> None:
         try:
-            RegistryClient(config.service_registry).deregister(instance())
+            RegistryClient(config.service_registry, token=config.registry_token).deregister(instance())
         except RegistryError as error:
             server.log.warning("deregister failed: %s", error)
 

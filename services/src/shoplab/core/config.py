@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from dataclasses import dataclass, field
@@ -110,6 +111,32 @@ def read_database_url() -> str:
     return f"{url}{'&' if '?' in url else '?'}password={_quote(password)}"
 
 
+def read_secret(name: str) -> str:
+    """A per-lab secret: the file named by `<name>_FILE` (the deploys' way: the value never sits in an
+    environment or a unit file), else `<name>` itself (a quick test by hand); empty when neither is set."""
+    path = os.environ.get(f"{name}_FILE", "").strip()
+    if not path:
+        return os.environ.get(name, "").strip()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError as error:
+        raise ValueError(f"{name}_FILE {path}: {error.strerror}") from None
+
+
+# The gateway connects only to instances inside these networks. Unset, only loopback (the dev and test
+# stack): a lab that forgot to say which networks are its own routes nowhere rather than anywhere.
+DEFAULT_ALLOWED_NETWORKS = "127.0.0.0/8"
+
+
+def _env_networks(name: str, default: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    value = _env(name, default)
+    try:
+        return tuple(ipaddress.ip_network(part.strip()) for part in value.split(",") if part.strip())
+    except ValueError as error:
+        raise ValueError(f"{name} must be CIDRs separated by commas (172.21.0.0/24,…): {error}") from None
+
+
 def _quote(value: str) -> str:
     from urllib.parse import quote
 
@@ -147,6 +174,20 @@ class Config:
     gateway_eject_seconds: float
     gateway_max_inflight: dict[str, int]  # per service; 0: no limit
     gateway_queue_timeout: float
+    gateway_allowed_networks: tuple  # of ipaddress networks: upstream addresses outside are never used
+    gateway_max_response_bytes: int
+    # Per-lab secrets (read_secret): empty when not set; the services that need one refuse to start.
+    registry_token: str = field(repr=False)
+    operator_token: str = field(repr=False)
+    # A request's head and body must arrive within this (from its first byte; for a connection's first
+    # request, from the connection's start); an answer must be taken by the client within write_timeout.
+    request_timeout: float
+    write_timeout: float
+    # Connections one client address may hold open per worker process.
+    max_connections_per_client: int
+    db_statement_timeout: float
+    db_lock_timeout: float
+    idempotency_key_ttl: float
 
     @classmethod
     def from_env(cls, service: str) -> Config:
@@ -187,4 +228,17 @@ class Config:
             gateway_eject_seconds=_env_float("GATEWAY_EJECT_SECONDS", 10.0),
             gateway_max_inflight=_max_inflight(),
             gateway_queue_timeout=_env_float("GATEWAY_QUEUE_TIMEOUT", 5.0),
+            gateway_allowed_networks=_env_networks("GATEWAY_ALLOWED_NETWORKS", DEFAULT_ALLOWED_NETWORKS),
+            gateway_max_response_bytes=_env_size("GATEWAY_MAX_RESPONSE_SIZE", "4M"),
+            registry_token=read_secret("SHOPLAB_REGISTRY_TOKEN"),
+            operator_token=read_secret("SHOPLAB_OPERATOR_TOKEN"),
+            request_timeout=_env_float("REQUEST_TIMEOUT", 10.0),
+            write_timeout=_env_float("WRITE_TIMEOUT", 10.0),
+            max_connections_per_client=_env_at_least(
+                "MAX_CONNECTIONS_PER_CLIENT", env_int("WORKER_CONNECTIONS", 256) // 2, 1
+            ),
+            # Below the gateway's attempt timeout (5 s), so the service answers 503 before the gateway 504.
+            db_statement_timeout=_env_float("DB_STATEMENT_TIMEOUT", 4.0),
+            db_lock_timeout=_env_float("DB_LOCK_TIMEOUT", 2.0),
+            idempotency_key_ttl=_env_float("IDEMPOTENCY_KEY_TTL", 24 * 3600.0),
         )

@@ -18,11 +18,19 @@ log = logging.getLogger("shoplab.problems")
 class ProblemError(Exception):
     """Raise anywhere in a request to answer with a problem; `extra` lands as extension members."""
 
-    def __init__(self, status: int, detail: str | None = None, title: str | None = None, **extra: Any):
+    def __init__(
+        self,
+        status: int,
+        detail: str | None = None,
+        title: str | None = None,
+        headers: dict | None = None,
+        **extra: Any,
+    ):
         super().__init__(detail or title or HTTPStatus(status).phrase)
         self.status = status
         self.detail = detail
         self.title = title
+        self.headers = headers
         self.extra = extra
 
 
@@ -57,7 +65,7 @@ def problem(
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ProblemError)
     def _problem_error(error: ProblemError) -> Response:
-        return problem(error.status, error.detail, error.title, **error.extra)
+        return problem(error.status, error.detail, error.title, error.headers, **error.extra)
 
     @app.errorhandler(HTTPException)
     def _http_exception(error: HTTPException) -> Response:

@@ -49,15 +49,22 @@ def _host_port(url: str) -> tuple[str, int]:
 
 
 class RegistryClient:
-    def __init__(self, base_url: str, timeout: float = 2.0):
+    def __init__(self, base_url: str, timeout: float = 2.0, token: str = ""):
+        """`token`: the lab's registry token, sent with every write (look-ups need none)."""
         self.host, self.port = _host_port(base_url)
         self.timeout = timeout
+        self._token = token
+
+    def __repr__(self) -> str:
+        return f"RegistryClient({self.host}:{self.port})"  # never the token
 
     def _request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
             payload = json.dumps(body).encode() if body is not None else None
             headers = {"Content-Type": "application/json"} if payload is not None else {}
+            if method != "GET" and self._token:
+                headers["Authorization"] = f"Bearer {self._token}"
             conn.request(method, path, body=payload, headers=headers)
             response = conn.getresponse()
             data = response.read()
@@ -78,7 +85,10 @@ class RegistryClient:
             {"instance_id": instance.instance_id, "address": instance.address, "port": instance.port},
         )
         if status not in (200, 201):
-            raise RegistryError(f"register answered {status}: {body}")
+            # The problem's detail says why (a wrong token, an address that is not ours, an id held
+            # elsewhere); it never holds the token.
+            detail = body.get("detail") if isinstance(body, dict) else body
+            raise RegistryError(f"register answered {status}: {detail}")
 
     def heartbeat(self, instance: Instance) -> bool:
         """True if the registry knows us; False (404) means it forgot us, e.g. after a restart."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 
 from shoplab.devtools.servers import LOOPBACK, Process, Servers, http_status, wait_for
@@ -29,6 +30,16 @@ class Stack:
     @property
     def gateway_url(self) -> str:
         return f"http://{LOOPBACK}:{self.gateway.port}"
+
+    @property
+    def operator_headers(self) -> dict[str, str]:
+        """What an operator sends for catalogue writes and the order list."""
+        return {"Authorization": f"Bearer {self.common_env['SHOPLAB_OPERATOR_TOKEN']}"}
+
+    @property
+    def registry_headers(self) -> dict[str, str]:
+        """What an instance sends for registry writes."""
+        return {"Authorization": f"Bearer {self.common_env['SHOPLAB_REGISTRY_TOKEN']}"}
 
     def service_env(self, **extra: str) -> dict[str, str]:
         return {
@@ -62,12 +73,15 @@ def start_stack(
     servers: Servers | None = None,
     **common_env: str,
 ) -> Stack:
-    """Start everything and wait until the gateway can route to every instance."""
+    """Start everything and wait until the gateway can route to every instance. The per-lab tokens are
+    made up here unless `common_env` brings them (SHOPLAB_REGISTRY_TOKEN, SHOPLAB_OPERATOR_TOKEN)."""
     servers = servers or Servers()
     try:
         redis = servers.start_redis()
         database_url = servers.start_postgres()
         common_env.setdefault("WEB_CONCURRENCY", str(workers))
+        for name in ("SHOPLAB_REGISTRY_TOKEN", "SHOPLAB_OPERATOR_TOKEN"):
+            common_env.setdefault(name, secrets.token_urlsafe(24))
         registry = servers.start_service("registry", "registry", dict(common_env))
         stack = Stack(servers, redis, database_url, registry, gateway=None, common_env=common_env)  # type: ignore[arg-type]
         # The first product instance creates and seeds the schema; the rest start in parallel.

@@ -85,6 +85,9 @@ def show_order(raw_id: str) -> Response:
 
 @bp.get("")
 def index_orders() -> Response:
+    # Every customer's orders: the operator's only. One order by its id stays public (its id is the
+    # customer's receipt).
+    current_app.extensions["shoplab.operator"].require()
     page = query_int("page", 1, minimum=1, maximum=100_000)
     per_page = query_int("per_page", 20, minimum=1, maximum=100)
     with db().cursor() as cur:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from shoplab.core.app import create_base_app
+from shoplab.core.auth import BearerToken
 from shoplab.core.cache import ProductCache
 from shoplab.core.config import Config
 from shoplab.core.db import Database, register_database_errors
@@ -16,6 +17,7 @@ from shoplab.product.routes import bp
 
 def create_app(config: Config | None = None) -> Flask:
     config = config or Config.from_env("product")
+    operator = BearerToken(config.operator_token, "SHOPLAB_OPERATOR_TOKEN", "catalogue writes")
     db = Database(config.database_url, config.db_pool_max)
     cache = ProductCache(config.redis_url, config.cache_ttl, config.redis_timeout)
     schema = SchemaGuard(db, seed=True)
@@ -28,6 +30,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["shoplab.db"] = db
     app.extensions["shoplab.cache"] = cache
     app.extensions["shoplab.products"] = ProductRepository(db)
+    app.extensions["shoplab.operator"] = operator
     register_database_errors(app)
     app.register_blueprint(bp)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, request
 
 from shoplab.core.cache import ProductCache
 from shoplab.core.problems import ProblemError
@@ -24,6 +24,16 @@ from shoplab.product.repository import ProductRepository, to_json
 bp = Blueprint("products", __name__, url_prefix="/api/products")
 
 SKU = re.compile(r"[A-Za-z0-9-]+")
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@bp.before_app_request
+def _operators_write() -> None:
+    """Every write to the catalogue (any method that is not a read, routed or not) needs the operator's
+    token: otherwise anyone could set a price to 0 and buy for nothing."""
+    path = request.path
+    if request.method not in READS and (path == bp.url_prefix or path.startswith(f"{bp.url_prefix}/")):
+        current_app.extensions["shoplab.operator"].require()
 
 
 def cache() -> ProductCache:

@@ -35,29 +35,40 @@ class RegistryStore:
         self._lock = threading.Lock()
         self._services: dict[str, dict[str, Registration]] = {}
 
-    def register(self, service: str, instance_id: str, address: str, port: int) -> bool:
-        """Register or refresh; True when the instance is new."""
+    def register(
+        self, service: str, instance_id: str, address: str, port: int
+    ) -> tuple[bool, Registration | None]:
+        """Register or refresh: (True when the instance is new, None), or (False, the live registration)
+        when the id is held at another address: an entry is never moved while it is alive."""
         now = self.clock()
         with self._lock:
             instances = self._services.setdefault(service, {})
             existing = instances.get(instance_id)
             created = existing is None or self._expired(existing, now)
+            if not created and (existing.address, existing.port) != (address, port):
+                return False, existing
             registered_at = now if created else existing.registered_at
             instances[instance_id] = Registration(service, instance_id, address, port, registered_at, now)
-            return created
+            return created, None
 
-    def heartbeat(self, service: str, instance_id: str) -> bool:
+    def heartbeat(self, service: str, instance_id: str, source: str) -> bool:
+        """Keep a live entry alive; only its own address may (False: unknown here, register again)."""
         now = self.clock()
         with self._lock:
             registration = self._services.get(service, {}).get(instance_id)
-            if registration is None or self._expired(registration, now):
+            if registration is None or self._expired(registration, now) or registration.address != source:
                 return False
             registration.last_heartbeat = now
             return True
 
-    def deregister(self, service: str, instance_id: str) -> bool:
+    def deregister(self, service: str, instance_id: str, source: str) -> bool:
         with self._lock:
-            return self._services.get(service, {}).pop(instance_id, None) is not None
+            instances = self._services.get(service, {})
+            registration = instances.get(instance_id)
+            if registration is None or registration.address != source:
+                return False
+            del instances[instance_id]
+            return True
 
     def healthy(self, service: str) -> list[dict]:
         now = self.clock()
