@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import secrets
 import socket
+import threading
 import time
+from collections.abc import Callable
 
 import requests
 
@@ -116,3 +118,62 @@ def read_framed_answers(sock: socket.socket, count: int) -> list[tuple[bytes, by
         assert chunk, f"closed after {len(framed_answers_in(data))} answers"
         data += chunk
     return framed_answers_in(data)
+
+
+class ScriptedInstance:
+    """An instance made of a socket and a script: `serve(conn, n)` handles the n-th connection."""
+
+    def __init__(
+        self,
+        registry_url: str,
+        serve: Callable[[socket.socket, int], None],
+        service: str = "product",
+        instance_id: str = "scripted-1",
+    ):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.serve = serve
+        self.requests: list[bytes] = []
+        port = self.server.getsockname()[1]
+        assert register(registry_url, service, instance_id, port).status_code == 201
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        for n in range(1000):
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return  # closed: the test is over
+            threading.Thread(target=self._run, args=(conn, n), daemon=True).start()
+
+    def _run(self, conn: socket.socket, n: int) -> None:
+        with conn:
+            self.serve(conn, n)
+
+    def receive(self, conn: socket.socket) -> bytes:
+        """Read one request (head, and a Content-Length body) and record it; b"" when the peer closed."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return b""
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lengths = [
+            line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+        ]
+        while lengths and len(body) < int(lengths[0]):
+            body += conn.recv(65536)
+        self.requests.append(data)
+        return data
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def answer(body: bytes, *headers: bytes) -> bytes:
+    extra = b"".join(header + b"\r\n" for header in headers)
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n%s" % (
+        extra,
+        len(body),
+        body,
+    )

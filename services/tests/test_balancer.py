@@ -3,6 +3,7 @@ the return of an ejected instance once its time is up, and a success forgiving e
 
 from __future__ import annotations
 
+import ipaddress
 import time
 
 import pytest
@@ -65,3 +66,23 @@ def test_with_every_instance_ejected_all_are_tried_still(balancer):
         for _ in range(3):
             balancer.failed(instance)
     assert {i.instance_id for i in balancer.candidates("product")} == {"product-1", "product-2", "product-3"}
+
+
+class ListedRegistry:
+    """A registry client that lists whatever the test says (the registry itself refuses such entries)."""
+
+    def __init__(self, addresses: list[str]):
+        self.addresses = addresses
+
+    def lookup(self, service: str) -> list[Instance]:
+        return [Instance(service, f"i-{n}", address, 5001) for n, address in enumerate(self.addresses)]
+
+
+def test_only_addresses_inside_the_allowed_networks_are_ever_candidates(caplog):
+    listed = ["172.21.0.20", "10.0.0.5", "product.example", "172.21.0.21", "8.8.8.8", "::1"]
+    allowed = (ipaddress.ip_network("172.21.0.0/24"),)
+    balancer = Balancer(ListedRegistry(listed), 60, 3, 10, allowed_networks=allowed)
+    seen = {i.address for _ in range(8) for i in balancer.candidates("product")}
+    assert seen == {"172.21.0.20", "172.21.0.21"}
+    refused = [r.getMessage() for r in caplog.records if "GATEWAY_ALLOWED_NETWORKS" in r.getMessage()]
+    assert len(refused) == 4  # each named once, not on every look-up

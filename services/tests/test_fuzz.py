@@ -8,9 +8,11 @@ from pathlib import Path
 
 import requests
 import schemathesis
+from helpers import OPERATOR, REGISTRY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+from shoplab.core.validation import MAX_DEPTH
 
 OPENAPI = Path(__file__).resolve().parents[1] / "openapi.yaml"
 schema = schemathesis.openapi.from_path(OPENAPI)
@@ -26,7 +28,8 @@ FUZZ_SETTINGS = settings(
 @schema.parametrize()
 @FUZZ_SETTINGS
 def test_every_endpoint_conforms_and_never_5xx(case, gateway):
-    response = case.call(base_url=gateway, timeout=30)
+    # As the operator: the fuzzing reaches past the token check (test_auth.py covers the refusals).
+    response = case.call(base_url=gateway, headers=OPERATOR, timeout=30)
     assert response.status_code < 500, (case.method, case.formatted_path, response.status_code, response.text)
     # A schema-valid request may still break a business rule (unknown product id, not enough stock,
     # duplicate SKU): those are documented 4xx answers, not failures.
@@ -59,7 +62,7 @@ WRITES = [("POST", "/api/orders"), ("POST", "/api/products"), ("PATCH", "/api/pr
 def test_arbitrary_json_bodies_never_5xx(gateway, target, body, content_type):
     method, path = target
     data = json.dumps(body)
-    headers = {"Content-Type": content_type}
+    headers = {"Content-Type": content_type, **OPERATOR}
     response = requests.request(method, f"{gateway}{path}", data=data, headers=headers, timeout=30)
     assert response.status_code < 500, (method, path, data, response.status_code, response.text)
 
@@ -69,7 +72,7 @@ def test_arbitrary_json_bodies_never_5xx(gateway, target, body, content_type):
 def test_arbitrary_bytes_never_5xx(gateway, target, raw):
     method, path = target
     response = requests.request(
-        method, f"{gateway}{path}", data=raw, headers={"Content-Type": "application/json"}
+        method, f"{gateway}{path}", data=raw, headers={"Content-Type": "application/json", **OPERATOR}
     )
     assert 400 <= response.status_code < 500, (method, path, raw, response.status_code, response.text)
 
@@ -80,3 +83,34 @@ def test_arbitrary_paths_never_5xx(gateway, path):
     for prefix in ("/api/products/", "/api/orders/", "/"):
         response = requests.get(f"{gateway}{prefix}{path}", timeout=30)
         assert response.status_code < 500, (prefix + path, response.status_code, response.text)
+
+
+# Arrays and objects nested deeper than any body of ours, up to far past the interpreter's recursion limit
+# (json.loads recursed once per level: "[" * 5000 was a 500), whole or cut off, with something inside.
+opening = st.sampled_from(["[", '{"items":', '{"a":[', '[{"b":'])
+deep_json = st.builds(
+    lambda unit, depth, inner, closed: unit * depth + inner + ("" if not closed else _closing(unit) * depth),
+    opening,
+    st.integers(min_value=MAX_DEPTH + 1, max_value=6000),
+    st.sampled_from(["1", '"x"', "null", "[]", ""]),
+    st.booleans(),
+)
+
+
+def _closing(unit: str) -> str:
+    return "".join({"[": "]", "{": "}"}[c] for c in reversed(unit) if c in "[{")
+
+
+@given(body=deep_json, target=st.sampled_from([*WRITES, ("POST", "/services/product/instances")]))
+@FUZZ_SETTINGS
+def test_deeply_nested_bodies_are_a_400_problem_everywhere(stack, body, target):
+    method, path = target
+    base, token = (
+        (stack.registry_url, REGISTRY) if path.startswith("/services/") else (stack.gateway_url, OPERATOR)
+    )
+    response = requests.request(
+        method, f"{base}{path}", data=body, headers={"Content-Type": "application/json", **token}, timeout=30
+    )
+    assert response.status_code == 400, (method, path, body[:40], response.status_code, response.text)
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    assert "nests" in response.json()["detail"]

@@ -8,7 +8,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from helpers import FAST_ENV, OPERATOR, assert_problem, register
+from helpers import FAST_ENV, OPERATOR, ScriptedInstance, answer, assert_problem, register
 from shoplab.devtools.servers import wait_for
 
 
@@ -180,3 +180,81 @@ def test_every_answer_gives_its_gate_slot_back(stack, servers):
     assert requests.head(f"{url}/api/products/2", timeout=10).status_code == 200
     for _ in range(10):
         assert requests.get(f"{url}/api/products/2", timeout=10).status_code == 200
+
+
+def test_only_what_its_service_makes_idempotent_is_sent_again_after_a_failure(servers):
+    """Two instances of each service; the first request each service gets is read and dropped without a
+    word. A POST /api/orders with an Idempotency-Key goes to the other instance (the order service keeps
+    keys); a POST /api/products, key or not, and an order without a key are not: they may have been
+    processed, and nothing would stop a second copy."""
+    registry = servers.start_service("registry", "registry-retries", dict(FAST_ENV))
+    registry_url = f"http://127.0.0.1:{registry.port}"
+    seen: dict[str, list[bytes]] = {"product": [], "order": []}
+    instances = []
+
+    def scripted(service: str, name: str) -> ScriptedInstance:
+        def serve(conn: socket.socket, _n: int) -> None:
+            while request := instance.receive(conn):
+                seen[service].append(request)
+                if len(seen[service]) == 1:
+                    return  # the first one: dropped
+                conn.sendall(answer(b'{"id": 1}'))
+
+        instance = ScriptedInstance(registry_url, serve, service, name)
+        instances.append(instance)
+        return instance
+
+    for service in ("product", "order"):
+        scripted(service, f"{service}-a")
+        scripted(service, f"{service}-b")
+    gateway = servers.start_service(
+        "gateway", "gateway-retries", {**FAST_ENV, "SERVICE_REGISTRY": registry_url, "WEB_CONCURRENCY": "1"}
+    )
+    url = f"http://127.0.0.1:{gateway.port}"
+    try:
+        keyed = {"Idempotency-Key": "once-only", **OPERATOR}
+        product = requests.post(f"{url}/api/products", json={"name": "x"}, headers=keyed, timeout=10)
+        assert_problem(product, 502)
+        assert len(seen["product"]) == 1  # never sent to the second instance
+
+        order = requests.post(f"{url}/api/orders", json={"items": []}, headers=keyed, timeout=10)
+        assert order.status_code == 200, order.text  # dropped by one instance, answered by the other
+        assert len(seen["order"]) == 2
+        assert {r.split(b"\r\n", 1)[0] for r in seen["order"]} == {b"POST /api/orders HTTP/1.1"}
+
+        seen["order"].clear()
+        unkeyed = requests.post(f"{url}/api/orders", json={"items": []}, timeout=10)
+        assert_problem(unkeyed, 502)
+        assert len(seen["order"]) == 1
+    finally:
+        for instance in instances:
+            instance.close()
+
+
+def test_the_gateway_uses_only_instances_in_its_networks_and_bounds_their_answers(servers):
+    registry = servers.start_service("registry", "registry-bounds", dict(FAST_ENV))
+    registry_url = f"http://127.0.0.1:{registry.port}"
+
+    def serve(conn: socket.socket, _n: int) -> None:
+        while instance.receive(conn):
+            conn.sendall(answer(b'{"pad": "' + b"x" * 4096 + b'"}'))
+
+    instance = ScriptedInstance(registry_url, serve, "product", "big-1")
+    env = {**FAST_ENV, "SERVICE_REGISTRY": registry_url}
+    try:
+        elsewhere = servers.start_service(
+            "gateway", "gateway-elsewhere", {**env, "GATEWAY_ALLOWED_NETWORKS": "10.0.0.0/8,192.168.0.0/16"}
+        )
+        refused = requests.get(f"http://127.0.0.1:{elsewhere.port}/api/products/1", timeout=10)
+        assert "No healthy instance" in assert_problem(refused, 503)["detail"]
+        assert instance.requests == []  # never even connected to
+        assert "not an address in GATEWAY_ALLOWED_NETWORKS" in elsewhere.log_path.read_text()
+
+        bounded = servers.start_service(
+            "gateway", "gateway-bounded", {**env, "GATEWAY_MAX_RESPONSE_SIZE": "1k"}
+        )
+        too_big = requests.get(f"http://127.0.0.1:{bounded.port}/api/products/1", timeout=10)
+        assert_problem(too_big, 502)
+        assert len(instance.requests) >= 1
+    finally:
+        instance.close()

@@ -130,3 +130,30 @@ def test_a_head_that_never_ends_is_refused():
     with pytest.raises(ValueError, match="too large"):
         for _ in range(2000):
             parser.feed(b"X-Filler: " + b"v" * 100 + b"\r\n")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 101\r\n\r\n" + b"x" * 101,  # said up front
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + (b"40\r\n" + b"x" * 64 + b"\r\n") * 3,
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"x" * 20_000,  # until the close: never comes
+    ],
+    ids=["content-length", "chunked", "until-close"],
+)
+def test_a_body_past_the_limit_is_refused_before_it_is_all_held(raw):
+    parser = ResponseParser(head_request=False, max_body=100)
+    pieces = [raw[n : n + 64] for n in range(0, len(raw), 64)]
+    fed = 0
+    with pytest.raises(ValueError, match="100"):
+        for piece in pieces:
+            fed += 1
+            parser.feed(piece)
+    assert fed < len(pieces)  # refused as soon as it was more, not once it was all there
+
+
+def test_a_body_at_the_limit_is_taken():
+    body = b"x" * 100
+    parser = ResponseParser(head_request=False, max_body=100)
+    assert parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + body)
+    assert parser.response.body == body

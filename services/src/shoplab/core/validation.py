@@ -11,6 +11,9 @@ from flask import request
 from shoplab.core.problems import ProblemError
 
 MAX_INT = 2**31 - 1  # PostgreSQL `integer`; larger values would be a database error, i.e. a 5xx.
+# No body of ours nests deeper than 3 ({"items": [{…}]}). json.loads recurses once per level: "[" * 5000
+# raised RecursionError (a 500), and a body just below the interpreter's limit still costs a deep stack.
+MAX_DEPTH = 16
 
 
 def json_object_body() -> dict[str, Any]:
@@ -18,13 +21,31 @@ def json_object_body() -> dict[str, Any]:
     if request.mimetype != "application/json":
         raise ProblemError(415, "Send the body as Content-Type: application/json.")
     raw = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
+    if nesting(raw) > MAX_DEPTH:
+        raise ProblemError(400, f"The body nests arrays and objects deeper than {MAX_DEPTH} levels.")
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise ProblemError(400, f"The body is not valid JSON: {error}") from None
     if not isinstance(body, dict):
         raise ProblemError(422, "The body must be a JSON object.")
     return body
+
+
+_BRACKETS = re.compile(rb'[\[\]{}]|"(?:[^"\\]|\\.)*"?', re.S)
+
+
+def nesting(raw: bytes) -> int:
+    """How deep the brackets of a JSON text nest (outside strings), without parsing it: checked before
+    json.loads, which would recurse that deep. Not a validator: json.loads judges the rest."""
+    depth = deepest = 0
+    for token in _BRACKETS.findall(raw):
+        if token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return deepest
 
 
 def reject_unknown_fields(body: dict[str, Any], allowed: set[str]) -> None:

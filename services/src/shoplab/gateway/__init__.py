@@ -15,7 +15,11 @@ def create_app(config: Config | None = None) -> Flask:
     config = config or Config.from_env("gateway")
     registry = RegistryClient(config.service_registry or DEFAULT_REGISTRY_URL, timeout=1.0)
     balancer = Balancer(
-        registry, config.gateway_lookup_ttl, config.gateway_eject_after, config.gateway_eject_seconds
+        registry,
+        config.gateway_lookup_ttl,
+        config.gateway_eject_after,
+        config.gateway_eject_seconds,
+        config.gateway_allowed_networks,
     )
     app = create_base_app(config, ready_check=lambda: {"registry": registry.health()})
 

@@ -5,6 +5,7 @@ All state is per gunicorn worker; that is enough to spread load and keeps the ho
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import logging
 import threading
@@ -24,12 +25,33 @@ class _Lookup:
     counter: itertools.count = field(default_factory=itertools.count)
 
 
+def within(address: str, networks: tuple) -> bool:
+    """Whether `address` is an IP address inside one of `networks`. A name is not: resolving it would
+    block the event loop, and the registry keeps only the addresses instances connect from."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
 class Balancer:
-    def __init__(self, registry: RegistryClient, lookup_ttl: float, eject_after: int, eject_seconds: float):
+    def __init__(
+        self,
+        registry: RegistryClient,
+        lookup_ttl: float,
+        eject_after: int,
+        eject_seconds: float,
+        allowed_networks: tuple = (ipaddress.ip_network("127.0.0.0/8"),),
+    ):
+        """`allowed_networks`: instances listed at an address outside them are never used (the lab's tier
+        subnets: whatever the registry says, order traffic does not leave the lab)."""
         self.registry = registry
         self.lookup_ttl = lookup_ttl
         self.eject_after = eject_after
         self.eject_seconds = eject_seconds
+        self.allowed_networks = allowed_networks
+        self._refused: set[tuple[str, str, int]] = set()  # warned about once each
         self._lookups: dict[str, _Lookup] = {}
         self._failures: dict[str, int] = {}
         self._ejected_until: dict[str, float] = {}
@@ -52,7 +74,7 @@ class Balancer:
             try:
                 if self._is_stale(lookup):
                     try:
-                        lookup.instances = self.registry.lookup(service)
+                        lookup.instances = self._usable(self.registry.lookup(service))
                     except RegistryError as error:
                         # A registry outage must not take the shop down: keep routing to the last known set.
                         log.warning(
@@ -65,6 +87,22 @@ class Balancer:
             finally:
                 lookup.lock.release()
         return lookup
+
+    def _usable(self, instances: list[Instance]) -> list[Instance]:
+        usable = []
+        for instance in instances:
+            if within(instance.address, self.allowed_networks):
+                usable.append(instance)
+                continue
+            key = (instance.instance_id, instance.address, instance.port)
+            if key not in self._refused:
+                self._refused.add(key)
+                log.warning(
+                    "ignoring %s/%s at %s:%s: not an address in GATEWAY_ALLOWED_NETWORKS",
+                    instance.service,
+                    *key,
+                )
+        return usable
 
     def looked_up(self, service: str) -> bool:
         """Whether the registry has been asked for `service` yet (successfully or not)."""

@@ -37,14 +37,23 @@ Done = Callable[[UpstreamResponse | None, Exception | None], None]
 class _Exchange:
     __slots__ = ("done", "head_request", "may_resend", "parser", "payload", "sent", "timeout", "timer")
 
-    def __init__(self, payload: bytes, head_request: bool, may_resend: bool, timeout: float, done: Done):
+    def __init__(
+        self,
+        payload: bytes,
+        head_request: bool,
+        may_resend: bool,
+        timeout: float,
+        done: Done,
+        *,
+        max_body: int,
+    ):
         self.payload = payload
         self.sent = 0
         self.head_request = head_request
         self.may_resend = may_resend
         self.timeout = timeout
         self.done = done
-        self.parser = ResponseParser(head_request)
+        self.parser = ResponseParser(head_request, max_body)
         self.timer: Timer | None = None
 
 
@@ -71,7 +80,14 @@ class LoopUpstream:
         """Send `outgoing` to host:port; `done` is called on the loop once it is answered or has failed."""
         key = (host, port)
         payload = outgoing.encode(f"{host}:{port}")
-        exchange = _Exchange(payload, outgoing.method == "HEAD", outgoing.may_resend, timeout, done)
+        exchange = _Exchange(
+            payload,
+            outgoing.method == "HEAD",
+            outgoing.may_resend,
+            timeout,
+            done,
+            max_body=outgoing.max_response,
+        )
         conn = self._checkout(key)
         if conn is None:
             self._connect(key, exchange)
@@ -224,7 +240,14 @@ class LoopUpstream:
             # Most likely a pooled connection the server had already closed (it restarted): send once
             # more on a fresh one, as the blocking pool does.
             self._drop_idle(conn.key)
-            again = _Exchange(exchange.payload, exchange.head_request, False, exchange.timeout, exchange.done)
+            again = _Exchange(
+                exchange.payload,
+                exchange.head_request,
+                False,
+                exchange.timeout,
+                exchange.done,
+                max_body=exchange.parser.max_body,
+            )
             self._connect(conn.key, again)
             return
         host, port = conn.key

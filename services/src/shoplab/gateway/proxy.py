@@ -49,6 +49,19 @@ NOT_FORWARDED = {"HTTP_" + name.upper().replace("-", "_") for name in HOP_BY_HOP
 }
 
 
+# Writes an upstream declares idempotent when they carry an Idempotency-Key: (service, method, path). Only
+# the order service keeps keys; a POST /api/products sent twice would create two products.
+KEYED_WRITES = frozenset({("order", "POST", "/api/orders")})
+
+
+def may_resend(service: str, method: str, path: str, environ: dict) -> bool:
+    """Whether sending the request twice does no harm: a safe method, or a write its service makes
+    idempotent by its key. Any other request is retried only when it never reached an instance."""
+    if method in SAFE_METHODS:
+        return True
+    return (service, method, path.rstrip("/")) in KEYED_WRITES and "HTTP_IDEMPOTENCY_KEY" in environ
+
+
 def route(path: str) -> str | None:
     for prefix, service in ROUTES.items():
         if path == prefix or path.startswith(prefix + "/"):
@@ -138,8 +151,8 @@ class Proxy:
             self._target(environ),
             self._forward_headers(environ, body),
             body,
-            # A GET, or a POST the client made idempotent, may be sent twice without harm.
-            may_resend=method in SAFE_METHODS or "HTTP_IDEMPOTENCY_KEY" in environ,
+            may_resend=may_resend(service, method, path, environ),
+            max_response=self.config.gateway_max_response_bytes,
         )
         if candidates is None:
             candidates = self.balancer.candidates(service)

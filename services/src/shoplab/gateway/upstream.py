@@ -45,8 +45,10 @@ class UpstreamRequest:
     target: str
     headers: list[tuple[str, str]]
     body: bytes
-    # True for a GET or a POST with an Idempotency-Key: sending it twice does no harm.
+    # Sending it twice does no harm (proxy.may_resend: safe methods, POST /api/orders with a key).
     may_resend: bool
+    # The largest response body taken from the instance (GATEWAY_MAX_RESPONSE_SIZE); more is a failure.
+    max_response: int = 4 * 1024 * 1024
 
     def encode(self, host_header: str) -> bytes:
         lines = [f"{self.method} {self.target} HTTP/1.1", f"Host: {host_header}"]
@@ -67,8 +69,12 @@ class ResponseParser:
     the gateway's event loop feed it alike. Content-Length, chunked and close-delimited bodies; interim
     1xx answers (100 Continue, 103 Early Hints) are skipped."""
 
-    def __init__(self, head_request: bool):
+    def __init__(self, head_request: bool, max_body: int = 4 * 1024 * 1024):
         self.head_request = head_request
+        # The whole answer is held in memory before it is relayed: an instance (or whatever answers at
+        # its address) must not make the gateway hold more than this.
+        self.max_body = max_body
+        self._body_size = 0
         self.keep_alive = False
         self.response: UpstreamResponse | None = None
         self._buffer = b""
@@ -90,6 +96,8 @@ class ResponseParser:
         if data:
             self.received_any = True
             self._buffer += data
+            if len(self._buffer) > self.max_body + MAX_HEAD:
+                raise ValueError(f"response larger than {self.max_body} bytes")
         elif not self.received_any:
             raise _Closed("connection closed before the response")
         while self.response is None:
@@ -138,17 +146,23 @@ class ResponseParser:
         if self.head_request or status in (204, 304) or 100 <= status < 200:
             self._length, self._chunked = 0, False
         elif not self._chunked:
-            self._length = length
+            self._length = self._within_limit(length)
             self._until_close = length is None
             if self._until_close:
                 self.keep_alive = False
         return True
+
+    def _within_limit(self, length: int | None) -> int | None:
+        if length is not None and length > self.max_body:
+            raise ValueError(f"response body of {length} bytes, more than {self.max_body}")
+        return length
 
     def _read_body(self, closed: bool) -> bool:
         if self._chunked:
             return self._read_chunks()
         if self._until_close:
             if not closed:
+                self._within_limit(len(self._buffer))
                 return False
             body, self._buffer = self._buffer, b""
         else:
@@ -175,7 +189,12 @@ class ResponseParser:
                 self._finish(b"".join(self._parts))
                 return True
             if len(self._buffer) < end + 2 + size + 2:
+                if self._body_size + size > self.max_body:
+                    raise ValueError(f"chunked response body of more than {self.max_body} bytes")
                 return False
+            self._body_size += size
+            if self._body_size > self.max_body:
+                raise ValueError(f"chunked response body of more than {self.max_body} bytes")
             self._parts.append(self._buffer[end + 2 : end + 2 + size])
             self._buffer = self._buffer[end + 2 + size + 2 :]
 
@@ -195,11 +214,13 @@ class Connection:
     def close(self) -> None:
         self.sock.close()
 
-    def exchange(self, payload: bytes, head_request: bool, timeout: float) -> tuple[UpstreamResponse, bool]:
+    def exchange(
+        self, payload: bytes, head_request: bool, timeout: float, max_body: int
+    ) -> tuple[UpstreamResponse, bool]:
         """Send one request, read one response; returns it and whether the connection can be reused."""
         self.sock.settimeout(timeout)
         self.sock.sendall(payload)
-        parser = ResponseParser(head_request)
+        parser = ResponseParser(head_request, max_body)
         while not parser.feed(self.sock.recv(RECV_SIZE)):
             pass
         self.last_used = time.monotonic()
@@ -237,7 +258,7 @@ class ConnectionPool:
         head = outgoing.method == "HEAD"
         conn, reused = self._checkout(key)
         try:
-            response, keep_alive = conn.exchange(payload, head, timeout)
+            response, keep_alive = conn.exchange(payload, head, timeout, outgoing.max_response)
         except (_Closed, ConnectionResetError, BrokenPipeError) as error:
             conn.close()
             if not reused or not outgoing.may_resend:
@@ -246,7 +267,7 @@ class ConnectionPool:
             # resend on a fresh one, but only when resending is harmless.
             conn, _ = self._fresh(key)
             try:
-                response, keep_alive = conn.exchange(payload, head, timeout)
+                response, keep_alive = conn.exchange(payload, head, timeout, outgoing.max_response)
             except (OSError, ValueError, _Closed) as second:
                 conn.close()
                 raise Broken(f"{host}:{port}: {second}", isinstance(second, TimeoutError)) from second
