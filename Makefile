@@ -122,3 +122,15 @@ exercise-reset: venv ## Undo the current exercise: back to the clean lab
 
 grade-class: venv ## Grade every host of group `students`: make grade-class EXERCISE=<name> [INVENTORY=…]
 	ansible-playbook playbooks/grade_class.yml -e exercise=$(EXERCISE) $(if $(INVENTORY),-i $(INVENTORY))
+
+# Fault drills (README "Fault drills"): each takes MODE=netns|docker.
+.PHONY: drill drill-heal drill-list
+drill: venv ## Break the lab on purpose under load, check no order is lost: make drill MODE=… [FAULT=<kind>] [DURATION=s] [RATE=orders/s]
+	ansible-playbook playbooks/drill.yml -e mode=$(MODE) $(if $(FAULT),-e lab_drill_fault=$(FAULT)) \
+	  $(if $(DURATION),-e lab_drill_duration_s=$(DURATION)) $(if $(RATE),-e lab_drill_order_rate=$(RATE))
+
+drill-heal: venv ## Undo every fault a drill can leave (after Ctrl-C; idempotent): make drill-heal MODE=…
+	ansible-playbook playbooks/drill.yml -e mode=$(MODE) -e lab_drill_action=heal
+
+drill-list: venv ## The fault kinds, their parameters and their written expectations: make drill-list MODE=…
+	ansible-playbook playbooks/drill.yml -e mode=$(MODE) -e lab_drill_action=list
