@@ -2,7 +2,9 @@
 
 Marks (wall-clock seconds, written by roles/lab_drill around its Ansible tasks): `fault_start` (before
 the inject tasks), `fault_on` (after them), `heal_start`, `healed` (after the heal tasks). "During the
-fault" is fault_on..heal_start; times "from the heal" count from `healed`.
+fault" is fault_on..heal_start; times "from the heal" count from `heal_start`, when the heal begins: a heal
+is Ansible tasks that take a second or two, and the shop often recovers while they still run (systemd
+has restarted a killed unit, PostgreSQL answers before `systemctl start` returns).
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def analyse(attempts: list[Attempt], marks: dict[str, float], started: float, st
     baseline_p99 = percentile(base_orders + base_reads, 99)
 
     first_success = next(
-        (a for a in sorted(orders, key=lambda a: a.end) if a.ok and a.start >= heal_start), None
+        (a for a in sorted(orders, key=lambda a: a.end) if a.ok and a.end >= heal_start), None
     )
     window = error_window(from_fault)
     return {
@@ -118,10 +120,10 @@ def analyse(attempts: list[Attempt], marks: dict[str, float], started: float, st
         "error_window": {
             **window,
             "first_from_fault_s": _round(window["first"] - fault_start) if window["first"] else None,
-            "last_from_heal_s": _round(window["last"] - healed) if window["last"] else None,
+            "last_from_heal_s": _round(window["last"] - heal_start) if window["last"] else None,
         },
-        "first_success_s": _round(max(0.0, first_success.end - healed)) if first_success else None,
-        "steady_state_s": steady_state_after(attempts, healed, stopped, baseline_p99),
+        "first_success_s": _round(first_success.end - heal_start) if first_success else None,
+        "steady_state_s": steady_state_after(attempts, heal_start, stopped, baseline_p99),
         "baseline": {
             "order_p50_ms": _round(percentile(base_orders, 50), 1),
             "order_p99_ms": _round(percentile(base_orders, 99), 1),

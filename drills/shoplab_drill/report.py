@@ -104,7 +104,7 @@ def drill_section(r: dict) -> list[str]:
         f"{_fmt(base['order_p99_ms'], ' ms')}).",
         f"- Error window: {_fmt(window['seconds'], ' s')} ({window['failed']} failed requests, the first "
         f"{_fmt(window['first_from_fault_s'], ' s')} after the fault started, the last "
-        f"{_fmt(window['last_from_heal_s'], ' s')} from the heal). Failed before the fault: "
+        f"{_fmt(window['last_from_heal_s'], ' s')} from the heal's start). Failed before the fault: "
         f"{f['failed_before_fault']}.",
         f"- Answered by: {_counts(f['upstreams'])}.",
     ]
@@ -112,6 +112,10 @@ def drill_section(r: dict) -> list[str]:
         lines.append(f"- Clean-up: {r['cleanup']}.")
     lines += ["", f"![{d['name']} timeline]({r['folder']}/timeline.png)", ""]
     return lines
+
+
+def _why_missed(r: dict) -> str:
+    return r.get("error") or ", ".join(x["expectation"] for x in r.get("expectations", []) if not x["met"])
 
 
 def render_run(run_dir: Path) -> dict:
@@ -138,5 +142,8 @@ def render_run(run_dir: Path) -> dict:
     (run_dir / "report.json").write_text(
         json.dumps({"run": meta, "ok": ok, "drills": compact}, indent=1) + "\n"
     )
+    missed = [f"{r['drill']['name']} ({_why_missed(r)})" for r in results if not r.get("ok")]
     text = "\n".join(head[4:]) + f"\nReport: {run_dir}/report.md, report.json, */timeline.png"
+    if missed:
+        text += "\nMISSED: " + "; ".join(missed)
     return {"ok": ok, "text": text}
