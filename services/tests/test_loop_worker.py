@@ -91,7 +91,9 @@ def lonely_gateway(servers, name: str, **env: str) -> str:
 
 
 def test_worker_connections_bounds_the_loops_connections(servers):
-    url = lonely_gateway(servers, "gateway-small", WORKER_CONNECTIONS="2", WEB_CONCURRENCY="1")
+    url = lonely_gateway(
+        servers, "gateway-small", WORKER_CONNECTIONS="2", MAX_CONNECTIONS_PER_CLIENT="2", WEB_CONCURRENCY="1"
+    )
     first, second = connect(url), connect(url)
     try:
         assert status_of(request_on(first, "/api/products")) == 503

@@ -49,6 +49,8 @@ class LoopClient:
         "peer_closed",
         "release",
         "sock",
+        "started",
+        "write_by",
     )
 
     def __init__(self, sock: socket.socket, addr: tuple, listener: socket.socket, base_environ: dict):
@@ -62,7 +64,10 @@ class LoopClient:
         self.closed = False
         self.peer_closed = False  # the client shut down its side: answer, then close
         self.events = selectors.EVENT_READ
-        self.last_active = time.monotonic()
+        self.last_active = time.monotonic()  # idle since (between requests, nothing of the next one yet)
+        # The request being read began then (core.deadlines): the first one from the connection's start.
+        self.started: float | None = self.last_active
+        self.write_by = 0.0  # the answer being written must be taken by then
         self.out = memoryview(b"")
         self.callback = None  # _client_ready bound to this client, made once
         self.release = None  # called once the answer is sent (the gateway gives its gate's slot back)
@@ -86,6 +91,14 @@ def encode_answer(environ: dict, status: str, headers: list, body: bytes, close:
     answer.start_response(status, headers)
     answer.send((body,))
     return b"".join(parts), answer.keeps_alive()
+
+
+def _overdue(client: LoopClient, now: float, limits) -> bool:
+    if client.busy:
+        return bool(client.out) and now > client.write_by  # (still inside the service: its own timeouts)
+    if client.started is not None:
+        return now - client.started > limits.request_timeout
+    return now - client.last_active > limits.idle_timeout
 
 
 class LoopHttpWorker(KeepAliveThreadWorker):
@@ -183,6 +196,9 @@ class LoopHttpWorker(KeepAliveThreadWorker):
                 return
             raise
         util.close_on_exec(sock)
+        if not self._per_client.admit(addr):
+            util.close(sock)  # past its share: the other clients keep theirs
+            return
         if not isinstance(addr, tuple):  # a Unix socket: the thread worker's
             self._serve_on_thread(listener, sock, addr)
             return
@@ -229,7 +245,8 @@ class LoopHttpWorker(KeepAliveThreadWorker):
                 self._close(client)
             return
         client.buffer += data
-        client.last_active = time.monotonic()
+        if client.started is None and not client.busy:
+            client.started = time.monotonic()  # a byte now and then does not keep a request going forever
         if not client.busy:
             self._next_request(client)
         elif len(client.buffer) > MAX_AHEAD:
@@ -264,6 +281,7 @@ class LoopHttpWorker(KeepAliveThreadWorker):
             self._handover(client)
             return
         client.buffer = buffer[total:]
+        client.started = None
         client.busy = True
         client.close_after = self._count_request() or request.close
         self.loop_serve(client, environ)
@@ -273,7 +291,8 @@ class LoopHttpWorker(KeepAliveThreadWorker):
         self._watch(client, 0)
         del self._clients[client.sock]
         client.closed = True
-        self._serve_on_thread(client.listener, client.sock, client.addr, client.buffer)
+        # Still admitted (_per_client): the thread releases it; the request's deadline runs on there.
+        self._serve_on_thread(client.listener, client.sock, client.addr, client.buffer, client.started)
 
     # --- answering ------------------------------------------------------------------------------
 
@@ -286,7 +305,14 @@ class LoopHttpWorker(KeepAliveThreadWorker):
         client.close_after = not keeps_alive
         client.out = memoryview(payload)
         client.release = release
+        client.write_by = time.monotonic() + self._time_limits.write_timeout
         self._flush(client)
+        if client.out and client.release is not None:
+            # Not taken at once: the answer waits here for a slow (or never reading) client. The request
+            # has left the service, so a gateway's admission slot goes back now: such clients must not
+            # keep every order waiting in the queue (a thread, which blocks writing, keeps it until sent).
+            release, client.release = client.release, None
+            release()
 
     def closing_after(self, client: LoopClient) -> bool:
         """Whether the answer being built is the connection's last (shutting down: say so)."""
@@ -316,6 +342,7 @@ class LoopHttpWorker(KeepAliveThreadWorker):
             release()
         client.busy = False
         client.last_active = time.monotonic()
+        client.started = client.last_active if client.buffer else None  # a pipelined request's clock runs
         if client.close_after or not self.alive or (client.peer_closed and not client.buffer):
             self._close(client)
             return
@@ -330,6 +357,7 @@ class LoopHttpWorker(KeepAliveThreadWorker):
             release()
         self._watch(client, 0)
         del self._clients[client.sock]
+        self._per_client.release(client.addr)
         util.close(client.sock)
         self._resume_accepting()
 
@@ -340,10 +368,12 @@ class LoopHttpWorker(KeepAliveThreadWorker):
         if os.getppid() != self.ppid:
             self.log.info("Parent changed, shutting down: %s", self)
             self.alive = False
-        # Idle keep-alive connections (and requests arriving too slowly) end after KEEPALIVE seconds,
-        # as the thread worker's socket timeout ends them.
-        cutoff = time.monotonic() - (self.cfg.keepalive or self.timeout or 30)
-        for client in [c for c in self._clients.values() if not c.busy and c.last_active < cutoff]:
+        # The limits of core.deadlines, as the thread worker's socket timeouts apply them: idle keep-alive
+        # connections end after KEEPALIVE, a request must arrive within REQUEST_TIMEOUT of its first byte,
+        # and an answer must be taken within WRITE_TIMEOUT (closing gives back what it held).
+        now = time.monotonic()
+        limits = self._time_limits
+        for client in [c for c in self._clients.values() if _overdue(c, now, limits)]:
             self._close(client)
         self._resume_accepting()  # a thread's connection may have ended below WORKER_CONNECTIONS
         self._loop.call_later(TICK_SECONDS, self._tick)

@@ -30,7 +30,7 @@ from gunicorn import config, http, util
 from gunicorn.http import wsgi
 from gunicorn.workers import base
 
-from shoplab.core import plainhttp
+from shoplab.core import deadlines, plainhttp
 
 ACCEPT_DELAY_PER_CONNECTION = 0.0001
 ACCEPT_DELAY_MAX = 0.02
@@ -47,6 +47,14 @@ class KeepAliveThreadWorker(base.Worker):
         self._gunicorn_environ = wsgi.base_environ(self.cfg)
         # Read once: each cfg attribute is a lookup through gunicorn's settings (~0.8 µs, per request here).
         self._keepalive = bool(self.cfg.keepalive)
+        # The service's Config (shoplab.serve's application carries it): the time limits and the share of
+        # connections one client may hold (core.deadlines).
+        self._time_limits = deadlines.Limits.of(
+            getattr(self.app, "config", None),
+            self.cfg.keepalive or self.timeout or 30,
+            self.cfg.worker_connections,
+        )
+        self._per_client = deadlines.PerClient(self._time_limits.per_client)
         super().init_process()
 
     def _plain_http_applies(self) -> bool:
@@ -107,22 +115,33 @@ class KeepAliveThreadWorker(base.Worker):
             if error.errno in (errno.ECONNABORTED, errno.EPROTO):
                 return
             raise
+        if not self._per_client.admit(addr):
+            util.close(client)  # past its share: the other clients keep theirs
+            return
         self._serve_on_thread(listener, client, addr)
 
     def _serve_on_thread(
-        self, listener: socket.socket, client: socket.socket, addr, buffered: bytes = b""
+        self,
+        listener: socket.socket,
+        client: socket.socket,
+        addr,
+        buffered: bytes = b"",
+        started: float | None = None,
     ) -> None:
-        """Give `client` a thread of its own; `buffered`: bytes already read from it (a request's start)."""
+        """Give `client` (admitted by `_per_client`) a thread of its own; `buffered`: bytes already read from
+        it (a request's start), `started`: when that request began (None: the connection starts now)."""
         with self._lock:
             self._connections[client] = False
+        started = time.monotonic() if started is None else started
         thread = threading.Thread(
-            target=self._serve_connection, args=(listener, client, addr, buffered), daemon=True
+            target=self._serve_connection, args=(listener, client, addr, buffered, started), daemon=True
         )
         try:
             thread.start()
         except RuntimeError as error:  # out of threads (a pids limit): refuse this one, keep serving
             with self._lock:
                 self._connections.pop(client, None)
+            self._per_client.release(addr)
             util.close(client)
             self.log.warning("connection refused, no thread for it: %s", error)
 
@@ -145,26 +164,28 @@ class KeepAliveThreadWorker(base.Worker):
     # --- one thread per connection --------------------------------------------------------------
 
     def _serve_connection(
-        self, listener: socket.socket, client: socket.socket, addr, buffered: bytes = b""
+        self, listener: socket.socket, client: socket.socket, addr, buffered: bytes, started: float
     ) -> None:
         req = None
         try:
             client.setblocking(True)
             util.close_on_exec(client)
-            # Waiting for the next request (and reading a slow one) is bounded by the keep-alive time.
-            client.settimeout(self.cfg.keepalive or self.timeout or 30)
+            client.settimeout(self._time_limits.request_timeout)  # the TLS handshake, if any
             if self.cfg.is_ssl:
                 from gunicorn import sock
 
                 client = sock.ssl_wrap_socket(client, self.cfg)
+            # Every read, ours and gunicorn's parser's, within the request deadline or the idle time.
+            reads = deadlines.TimedReads(client, self._time_limits, started)
             server = listener.getsockname()
-            parser = self._gunicorn_parser_after_plain(client, addr, server, buffered)
+            parser = self._gunicorn_parser_after_plain(client, reads, addr, server, buffered)
             for req in parser or ():
                 self._set_busy(client, True)
                 keep_alive = self._handle_request(req, client, addr, server)
                 self._set_busy(client, False)
                 if not keep_alive:
                     break
+                reads.next_request(pending=bool(parser.unreader.buf.getvalue()))
         except http.errors.NoMoreData:
             pass  # the client closed between requests: the normal end of a keep-alive connection
         except (TimeoutError, StopIteration):
@@ -180,21 +201,26 @@ class KeepAliveThreadWorker(base.Worker):
         finally:
             with self._lock:
                 self._connections.pop(client, None)
+            self._per_client.release(addr)
             util.close(client)
 
-    def _gunicorn_parser_after_plain(self, client: socket.socket, addr, server, buffered: bytes):
+    def _gunicorn_parser_after_plain(
+        self, client: socket.socket, reads: deadlines.TimedReads, addr, server, buffered: bytes
+    ):
         """Serve plain requests first; then gunicorn's parser from the first one that is not (None: done)."""
         handover = buffered
         if self._plain_http and isinstance(addr, tuple) and isinstance(server, tuple):
-            handover = self._serve_plain(client, addr, server, buffered)
+            handover = self._serve_plain(client, reads, addr, server, buffered)
             if handover is None:
                 return None
-        parser = http.get_parser(self.cfg, client, addr)
+        parser = http.get_parser(self.cfg, reads, addr)
         if handover:
             parser.unreader.unread(handover)  # gunicorn parses from the request we did not take
         return parser
 
-    def _serve_plain(self, client: socket.socket, addr: tuple, server: tuple, buffer: bytes) -> bytes | None:
+    def _serve_plain(
+        self, client: socket.socket, reads: deadlines.TimedReads, addr: tuple, server: tuple, buffer: bytes
+    ) -> bytes | None:
         """Serve plain requests until the connection ends (None) or one is not plain: then return the
         bytes read so far, from that request's first byte on, for gunicorn's parser."""
         base_environ = plainhttp.listener_environ(self._gunicorn_environ, server)
@@ -203,7 +229,7 @@ class KeepAliveThreadWorker(base.Worker):
             while end < 0:
                 if plainhttp.for_gunicorn_already(buffer):
                     return buffer
-                chunk = client.recv(65536)
+                chunk = reads.recv(65536)
                 if not chunk:
                     return buffer or None  # None: the client closed between requests, the normal end
                 buffer += chunk
@@ -214,7 +240,7 @@ class KeepAliveThreadWorker(base.Worker):
             self._set_busy(client, True)
             buffer = buffer[end + 4 :]
             while len(buffer) < request.content_length:
-                chunk = client.recv(65536)
+                chunk = reads.recv(65536)
                 if not chunk:
                     return None  # the client left in the middle of the body
                 buffer += chunk
@@ -223,12 +249,14 @@ class KeepAliveThreadWorker(base.Worker):
             self._set_busy(client, False)
             if not keep_alive:
                 return None
+            reads.next_request(pending=bool(buffer))
 
     def _handle_plain(self, request, body: bytes, client: socket.socket, addr: tuple, base_environ) -> bool:
         """Serve one plain request; returns whether the connection may carry another."""
         environ = plainhttp.build_environ(request, body, base_environ, client, addr)
         close = self._count_request() or request.close
-        resp = plainhttp.PlainResponse(client.sendall, request.method, close, request.version)
+        send = deadlines.send_within(client, self._time_limits.write_timeout)
+        resp = plainhttp.PlainResponse(send, request.method, close, request.version)
         try:
             plainhttp.run_app(self.wsgi, environ, resp)
         except OSError:
@@ -267,6 +295,8 @@ class KeepAliveThreadWorker(base.Worker):
             if self._count_request():
                 resp.force_close()
             respiter = self.wsgi(environ, resp.start_response)
+            # The body is read: from here on the socket only writes, each send within WRITE_TIMEOUT.
+            client.settimeout(self._time_limits.write_timeout)
             try:
                 if isinstance(respiter, environ["wsgi.file_wrapper"]):
                     resp.write_file(respiter)
