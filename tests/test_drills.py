@@ -221,6 +221,8 @@ def test_error_window_first_heal_success_and_steady_state():
 def test_steady_state_waits_for_the_last_failure_after_the_heal():
     attempts = [_attempt("order", 10 + t / 10) for t in range(100)] + [_attempt("order", 13.1, ok=False)]
     assert analysis.steady_state_after(attempts, 10.0, 20.0, 10.0) == 3.5
+    slow = [_attempt("order", 10 + t / 10, ms=200 if t < 40 else 10) for t in range(100)]
+    assert analysis.steady_state_after(slow, 10.0, 20.0, 10.0) == 4.0  # the median is back after 4 s
     assert (
         analysis.steady_state_after([*attempts, _attempt("order", 19.9, ok=False)], 10.0, 20.0, 10.0) is None
     )
