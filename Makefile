@@ -3,10 +3,24 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 MODE ?= netns
+# Where the lab runs: `local` (this machine, or its systemd lab-host container) or `vm` (the lab VMs
+# that `make vm` boots, listed in inventory/vms.yml). VMS: how many lab VMs `make vm` boots.
+LAB ?= local
+VMS ?= 1
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+ifneq ($(words $(LAB)) $(filter local vm,$(LAB)),1 $(LAB))
+$(error LAB must be 'local' or 'vm', got '$(LAB)')
+endif
+VM_INVENTORY := inventory/vms.yml
+# LAB=vm: every playbook that acts on the lab hosts gets the VMs' inventory, and needs it to exist.
+LAB_INVENTORY := $(if $(filter vm,$(LAB)),-i $(VM_INVENTORY))
+LAB_READY := $(if $(filter vm,$(LAB)),vm-inventory)
+# What a deploy needs first: this machine's set-up (local) or running lab VMs (vm).
+LAB_HOST := $(if $(filter vm,$(LAB)),vm-inventory,host-up)
 
 .PHONY: help host-up host-test venv wheelhouse lint docs test test-unit test-services test-bench test-netns test-exercises test-docker up down run-local bench clean
 
@@ -60,16 +74,17 @@ test-docker: host-test venv ## molecule test -s docker: mode=docker on this host
 
 test: host-test lint test-unit test-services test-bench test-netns test-docker ## Every lint and every test
 
-up: host-up venv ## Run the lab: make up MODE=netns|docker
-	ansible-playbook site.yml -e mode=$(MODE)
+up: $(LAB_HOST) venv ## Run the lab: make up MODE=netns|docker [LAB=vm: in the lab VMs of make vm]
+	ansible-playbook site.yml $(LAB_INVENTORY) -e mode=$(MODE)
 
-down: host-up venv ## Remove the lab: make down MODE=netns|docker
-	ansible-playbook site.yml -e mode=$(MODE) -e state=absent
+down: $(LAB_HOST) venv ## Remove the lab: make down MODE=netns|docker [LAB=vm]
+	ansible-playbook site.yml $(LAB_INVENTORY) -e mode=$(MODE) -e state=absent
 
 run-local: venv ## The four services on loopback, for a quick look (Ctrl-C stops them)
 	$(PY) -m shoplab.devserver
 
-clean: ## Remove build outputs
+clean: ## Remove build outputs (the lab VM image and key pair too: make vm-down first)
+	@test ! -f $(VM_INVENTORY) || { echo "clean: lab VMs run on build/vm ($(VM_INVENTORY)): make vm-down first" >&2; exit 1; }
 	rm -rf build
 
 bench: host-test venv ## Benchmark loopback, netns and docker, interleaved (QUICK=1: the < 2 minute smoke run)
@@ -80,48 +95,48 @@ test-bench: host-test venv ## The benchmark harness once, quick (a smoke test: n
 
 # Operating the lab (README "Operating the lab"): each takes MODE=netns|docker.
 .PHONY: backup restore scale capture status diagram exercise check hint solve exercise-reset grade-class
-backup: venv ## Back up the lab's database to backups/<MODE>/: make backup MODE=…
-	ansible-playbook playbooks/backup.yml -e mode=$(MODE)
+backup: $(LAB_READY) venv ## Back up the lab's database to backups/<MODE>/: make backup MODE=…
+	ansible-playbook playbooks/backup.yml $(LAB_INVENTORY) -e mode=$(MODE)
 
-restore: venv ## Restore a backup, verified: make restore MODE=… [FILE=backups/<MODE>/….dump, default the newest]
-	ansible-playbook playbooks/restore.yml -e mode=$(MODE) \
+restore: $(LAB_READY) venv ## Restore a backup, verified: make restore MODE=… [FILE=backups/<MODE>/….dump, default the newest]
+	ansible-playbook playbooks/restore.yml $(LAB_INVENTORY) -e mode=$(MODE) \
 	  -e backup_file=$(abspath $(or $(FILE),$(lastword $(sort $(wildcard backups/$(MODE)/shoplab-$(MODE)-*.dump))),missing-backup-file))
 
-status: venv ## One report of the running lab and what is wrong with it: make status MODE=…
-	ansible-playbook playbooks/status.yml -e mode=$(MODE)
+status: $(LAB_READY) venv ## One report of the running lab and what is wrong with it: make status MODE=…
+	ansible-playbook playbooks/status.yml $(LAB_INVENTORY) -e mode=$(MODE)
 
-scale: venv ## Scale in place: make scale MODE=… PRODUCTS=N [ORDERS=M]
-	ansible-playbook playbooks/scale.yml -e mode=$(MODE) $(if $(PRODUCTS),-e product_instances=$(PRODUCTS)) $(if $(ORDERS),-e order_instances=$(ORDERS))
+scale: $(LAB_READY) venv ## Scale in place: make scale MODE=… PRODUCTS=N [ORDERS=M]
+	ansible-playbook playbooks/scale.yml $(LAB_INVENTORY) -e mode=$(MODE) $(if $(PRODUCTS),-e product_instances=$(PRODUCTS)) $(if $(ORDERS),-e order_instances=$(ORDERS))
 
-capture: venv ## Bounded capture with a per-flow summary (captures/<MODE>/): make capture MODE=… [SECONDS=10]
-	ansible-playbook playbooks/capture.yml -e mode=$(MODE) $(if $(SECONDS),-e lab_capture_seconds=$(SECONDS))
+capture: $(LAB_READY) venv ## Bounded capture with a per-flow summary (captures/<MODE>/): make capture MODE=… [SECONDS=10]
+	ansible-playbook playbooks/capture.yml $(LAB_INVENTORY) -e mode=$(MODE) $(if $(SECONDS),-e lab_capture_seconds=$(SECONDS))
 
-diagram: venv ## Draw the running lab (docs/images/topology-<MODE>.svg/.png) and list differences from the data
-	ansible-playbook playbooks/diagram.yml -e mode=$(MODE)
+diagram: $(LAB_READY) venv ## Draw the running lab (docs/images/topology-<MODE>.svg/.png) and list differences from the data
+	ansible-playbook playbooks/diagram.yml $(LAB_INVENTORY) -e mode=$(MODE)
 
 # Exercises (README "Exercises"): break-and-fix, graded. Each takes MODE=netns|docker.
-exercise: host-up venv ## List the exercises, or start one: make exercise NAME=<name> MODE=… (deploys or resets the lab first)
+exercise: $(LAB_HOST) venv ## List the exercises, or start one: make exercise NAME=<name> MODE=… (deploys or resets the lab first)
 ifeq ($(NAME),)
 	ansible-playbook playbooks/exercises.yml
 else
-	ansible-playbook site.yml -e mode=$(MODE)
-	ansible-playbook playbooks/exercise.yml -e mode=$(MODE) -e lab_exercise_action=start -e exercise=$(NAME)
+	ansible-playbook site.yml $(LAB_INVENTORY) -e mode=$(MODE)
+	ansible-playbook playbooks/exercise.yml $(LAB_INVENTORY) -e mode=$(MODE) -e lab_exercise_action=start -e exercise=$(NAME)
 endif
 
-check: venv ## Grade the running lab against the current exercise (exit 0 only when every check passes)
-	ansible-playbook playbooks/exercise.yml -e mode=$(MODE) -e lab_exercise_action=check $(if $(NAME),-e exercise=$(NAME))
+check: $(LAB_READY) venv ## Grade the running lab against the current exercise (exit 0 only when every check passes)
+	ansible-playbook playbooks/exercise.yml $(LAB_INVENTORY) -e mode=$(MODE) -e lab_exercise_action=check $(if $(NAME),-e exercise=$(NAME))
 
-hint: venv ## The next hint for the current exercise
-	ansible-playbook playbooks/exercise.yml -e mode=$(MODE) -e lab_exercise_action=hint
+hint: $(LAB_READY) venv ## The next hint for the current exercise
+	ansible-playbook playbooks/exercise.yml $(LAB_INVENTORY) -e mode=$(MODE) -e lab_exercise_action=hint
 
-solve: venv ## Apply the current exercise's reference solution (instructors, CI)
-	ansible-playbook playbooks/exercise.yml -e mode=$(MODE) -e lab_exercise_action=solve
+solve: $(LAB_READY) venv ## Apply the current exercise's reference solution (instructors, CI)
+	ansible-playbook playbooks/exercise.yml $(LAB_INVENTORY) -e mode=$(MODE) -e lab_exercise_action=solve
 
-exercise-reset: venv ## Undo the current exercise: back to the clean lab
-	ansible-playbook playbooks/exercise.yml -e mode=$(MODE) -e lab_exercise_action=reset
+exercise-reset: $(LAB_READY) venv ## Undo the current exercise: back to the clean lab
+	ansible-playbook playbooks/exercise.yml $(LAB_INVENTORY) -e mode=$(MODE) -e lab_exercise_action=reset
 
-grade-class: venv ## Grade every host of group `students`: make grade-class EXERCISE=<name> [INVENTORY=…]
-	ansible-playbook playbooks/grade_class.yml -e exercise=$(EXERCISE) $(if $(INVENTORY),-i $(INVENTORY))
+grade-class: $(if $(INVENTORY),,$(LAB_READY)) venv ## Grade every host of group `students`: make grade-class EXERCISE=<name> [INVENTORY=…|LAB=vm]
+	ansible-playbook playbooks/grade_class.yml -e exercise=$(EXERCISE) $(if $(INVENTORY),-i $(INVENTORY),$(LAB_INVENTORY))
 
 # Fault drills (README "Fault drills"): each takes MODE=netns|docker.
 .PHONY: drill drill-heal drill-list
@@ -134,3 +149,17 @@ drill-heal: venv ## Undo every fault a drill can leave (after Ctrl-C; idempotent
 
 drill-list: venv ## The fault kinds, their parameters and their written expectations: make drill-list MODE=…
 	ansible-playbook playbooks/drill.yml -e mode=$(MODE) -e lab_drill_action=list
+
+# Lab VMs (README "Lab VMs"): a Debian 12 image built offline from the Debian mirror, booted with libvirt.
+.PHONY: host-vm vm vm-down vm-inventory
+host-vm: ## Install and start what `make vm` needs on this machine (QEMU, libvirt)
+	scripts/bootstrap-host vm
+
+vm: host-vm venv ## Build (or reuse) the lab VM image, boot VMS=N lab VMs (default 1), write inventory/vms.yml [VM_ACCEL=auto|kvm|tcg]
+	ansible-playbook playbooks/vm.yml -e vm_host_count=$(VMS) $(if $(VM_ACCEL),-e vm_host_accel=$(VM_ACCEL))
+
+vm-down: host-vm venv ## Remove the lab VMs, their disks, network, firewall rules and inventory/vms.yml (the cached image stays)
+	ansible-playbook playbooks/vm.yml -e state=absent
+
+vm-inventory:
+	@test -f $(VM_INVENTORY) || { echo "LAB=vm: $(VM_INVENTORY) is missing: boot the lab VMs first (make vm [VMS=N])" >&2; exit 1; }
