@@ -72,7 +72,7 @@ test-exercises: host-test venv ## molecule test -s exercises: every netns exerci
 test-docker: host-test venv ## molecule test -s docker: mode=docker on this host's Docker engine
 	molecule test -s docker
 
-test: host-test lint test-unit test-services test-bench test-netns test-docker ## Every lint and every test
+test: host-test lint test-unit test-services test-bench test-netns test-exercises test-docker ## Every lint and every test
 
 up: $(LAB_HOST) venv ## Run the lab: make up MODE=netns|docker [LAB=vm: in the lab VMs of make vm]
 	ansible-playbook site.yml $(LAB_INVENTORY) -e mode=$(MODE)

@@ -91,6 +91,22 @@ def test_an_exercise_that_scales_is_graded_with_its_instances():
     assert registered["json_len"]["equals"] == scaled["topology"]["counts"]["product_instances"]
 
 
+def test_a_design_exercise_is_graded_against_the_data_and_the_flow_it_adds():
+    """The flow must be in the topology data (a rule by hand does not count) and open; the matrix
+    expects it open too, the rest as before."""
+    design = next(e for e in CATALOGUE if e["name"] == "add-a-flow")
+    added = design["topology"]["add_flows"][0]
+    for mode in design["modes"]:
+        before = ex.shoplab_exercise_plan(design, INSTANCES, SERVICES, FLOWS, {**LAB, "mode": mode})
+        listed = next(c for c in before if c["kind"] == "flow_listed")
+        assert listed["listed"] is False
+        cell = next(c for c in before if c["name"] == f"flow-{added['from']}-to-{added['to']}")
+        assert cell["expect"] == "open"
+        after = ex.shoplab_exercise_plan(design, INSTANCES, SERVICES, [*FLOWS, added], {**LAB, "mode": mode})
+        assert next(c for c in after if c["kind"] == "flow_listed")["listed"] is True
+        assert GRADE.grade_one(loopback_lab(), listed)["observed"].startswith("not listed")
+
+
 def test_placeholders_take_the_topologys_values():
     exercise = next(e for e in CATALOGUE if e["name"] == "hosts-entry-wrong")
     plan = ex.shoplab_exercise_plan(exercise, INSTANCES, SERVICES, FLOWS, {**LAB, "mode": "netns"})
@@ -167,6 +183,22 @@ def test_a_bad_exercise_is_refused_with_file_and_field(tmp_path, change, message
 def test_a_topology_change_naming_an_unknown_service_is_refused(tmp_path):
     folder = write_exercise(tmp_path, GOOD + "topology:\n  add_flows: [{from: reporting, to: postgres}]\n")
     with pytest.raises(ex.ExerciseError, match=r"topology.add_flows\[0\].from: 'reporting' is not a service"):
+        load(folder)
+
+
+def test_a_flow_listed_check_naming_an_instance_is_refused(tmp_path):
+    listed = "  - {name: listed, kind: flow_listed, from: gateway, to: order-1, why: w}\n"
+    folder = write_exercise(tmp_path, GOOD + listed)
+    message = r"checks\[1\].to: a flow joins services: 'order-1' is not one"
+    with pytest.raises(ex.ExerciseError, match=message):
+        load(folder)
+
+
+def test_a_placeholder_the_topology_lacks_is_refused_at_load(tmp_path):
+    command = "  - {name: look, kind: command, in: host, run: ip link show <backend.bridgee>, why: w}\n"
+    folder = write_exercise(tmp_path, GOOD + command)
+    message = r"checks\[1\].run: placeholder <backend.bridgee>: no 'bridgee'"
+    with pytest.raises(ex.ExerciseError, match=message):
         load(folder)
 
 

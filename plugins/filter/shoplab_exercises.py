@@ -25,7 +25,7 @@ from shoplab_topology import (
 
 MODES = ("netns", "docker")
 LEVELS = ("beginner", "intermediate", "advanced")
-CHECK_KINDS = ("tcp", "http", "command", "unit", "container")
+CHECK_KINDS = ("tcp", "http", "command", "unit", "container", "flow_listed")
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 FILES = ("exercise.yml", "break.yml", "solution.yml")
 
@@ -78,6 +78,8 @@ KIND_FIELDS = {
     },
     "unit": {"unit": (str, True), "state": (str, False)},
     "container": {"service": (str, True), "health": (str, False)},
+    # The topology data itself lists the flow (a design exercise: a rule added by hand does not count).
+    "flow_listed": {"from": (str, True), "to": (str, True)},
 }
 # The default tools a brief points to (an exercise may name its own).
 DEFAULT_TOOLS = [
@@ -146,9 +148,18 @@ def _check_check(where: str, check: dict, known: set[str], services: dict) -> No
         equals = check["json_len"]["equals"]
         if isinstance(equals, str) and equals not in services:
             raise ExerciseError(f"{where}.json_len.equals: {equals!r} is neither a number nor a service")
+    _check_services(where, check, services)
+    _check_expectations(where, check, services)
+
+
+def _check_services(where: str, check: dict, services: dict) -> None:
+    """Kinds about a whole service (not one instance) name a service."""
     if check["kind"] == "container" and check["service"] not in services:
         raise ExerciseError(f"{where}.service: {check['service']!r} is not a service of the topology")
-    _check_expectations(where, check, services)
+    if check["kind"] == "flow_listed":
+        for end in ("from", "to"):
+            if check[end] not in services and check[end] != HOST:
+                raise ExerciseError(f"{where}.{end}: a flow joins services: {check[end]!r} is not one")
 
 
 def _check_expectations(where: str, check: dict, services: dict) -> None:
@@ -191,6 +202,15 @@ def _check_topology_change(where: str, change: dict, services: dict) -> None:
                 )
 
 
+def _check_placeholders(where: str, check: dict, instances: list[dict], tiers: dict) -> None:
+    """Every `<name.field>` of a command or a pattern names a value of the topology."""
+    for field in ("run", "match", "no_match"):
+        try:
+            _fill(check.get(field), instances, {"tiers": tiers})
+        except ExerciseError as exc:
+            raise ExerciseError(f"{where}.{field}: {exc}") from None
+
+
 def with_counts(exercise: dict | None, services: dict, instances: list[dict], tiers: dict) -> list[dict]:
     """The instances as the exercise's lab has them: an exercise may scale a service (topology.counts)."""
     counts = (exercise or {}).get("topology", {}).get("counts")
@@ -225,6 +245,7 @@ def validate_exercise(
     names = []
     for index, check in enumerate(data["checks"]):
         _check_check(f"{path}: checks[{index}]", check, known, services)
+        _check_placeholders(f"{path}: checks[{index}]", check, instances, tiers or {})
         names.append(check["name"])
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -379,6 +400,10 @@ def _render_check(check: dict, instances: list[dict], lab: dict) -> dict:
         )
     elif kind == "unit":
         probe.update(unit=check["unit"], state=check.get("state", "active"))
+    elif kind == "flow_listed":
+        # Decided here, on the controller, from the data the lab's roles render: nothing to probe.
+        flow = {"from": check["from"], "to": check["to"]}
+        probe.update(listed_flow=f"{flow['from']} -> {flow['to']}", listed=flow in lab["topology_flows"])
     else:
         service = lab["services"][check["service"]]["compose_service"]
         probe.update(
@@ -505,6 +530,7 @@ def shoplab_exercise_plan(
         **lab,
         "services": services,
     }
+    lab["topology_flows"] = [{"from": f["from"], "to": f["to"]} for f in flows]
     mode = lab["mode"]
     own = []
     instances = with_counts(exercise, services, instances, lab.get("tiers", {}))

@@ -360,6 +360,14 @@ def check_marker(lab: Lab, check: dict) -> tuple[bool, str, str]:
     return True, expected, "marker present"
 
 
+def check_flow_listed(lab: Lab, check: dict) -> tuple[bool, str, str]:
+    """Decided on the controller (the topology data lives there); this only reports it."""
+    expected = f"group_vars/all/topology.yml lists the flow {check['listed_flow']} (shoplab_allowed_flows)"
+    if check["listed"]:
+        return True, expected, "listed"
+    return False, expected, "not listed: not part of the lab's data (a rule added by hand does not count)"
+
+
 KINDS = {
     "tcp": check_tcp,
     "http": check_http,
@@ -367,6 +375,7 @@ KINDS = {
     "unit": check_unit,
     "container": check_container,
     "marker": check_marker,
+    "flow_listed": check_flow_listed,
 }
 
 
