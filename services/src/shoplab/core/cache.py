@@ -1,8 +1,16 @@
 """The product cache: Redis client and the cache-key scheme shared by the product and order services.
 
 Cache-aside: readers look in Redis, fall back to PostgreSQL and fill Redis with a TTL; writers (the
-product service's write path, and the order service when it decrements stock) invalidate. Values are the
-serialized JSON response bodies, so a hit is returned as bytes without being parsed.
+product service's write path, and the order service when it decrements stock) invalidate after they
+commit. Values are the serialized JSON response bodies, so a hit is returned as bytes without being parsed.
+
+A read that loses the race with a write (it read PostgreSQL before the write committed, and fills Redis
+after the write invalidated) must not put the old data back for the whole TTL. So every entry has a
+version key that each invalidation sets to a new random value, in the same transaction as the delete;
+a reader notes the version before it reads PostgreSQL, and its fill is a script that writes only if the
+version is still the one it noted. An invalidation that fails (Redis away) is retried until it is done,
+or until whatever Redis held then has expired. (Random values, not a counter: a version key evicted and
+made again can never come back as the value a reader noted.)
 
 Redis is an optimisation, never a dependency: every call here swallows Redis errors, logs a warning and
 reports a miss, with short socket timeouts so a dead Redis cannot stall requests.
@@ -11,6 +19,8 @@ reports a miss, with short socket timeouts so a dead Redis cannot stall requests
 from __future__ import annotations
 
 import logging
+import secrets
+import threading
 import time
 from collections import deque
 
@@ -23,6 +33,26 @@ MAX_IDLE_READ_CONNECTIONS = 64
 ITEM_KEY = "shoplab:product:{id}"
 # Every list page lives in one hash, so one DEL invalidates all pages after any write.
 PAGES_KEY = "shoplab:product-pages"
+VERSION_KEY = "shoplab:product-version:{id}"
+PAGES_VERSION_KEY = "shoplab:product-pages-version"
+RETRY_SECONDS = 0.5
+# Whatever Redis held when an invalidation failed is gone once its TTL ran out; a fill that raced it
+# came at most a statement timeout later. Retrying stops after that.
+RETRY_MARGIN_SECONDS = 10.0
+
+# KEYS: the version key, the entry's key; ARGV: the version the reader noted ("" for none), the body, the
+# TTL, and for a page its field in the hash.
+FILL_ITEM = """
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+FILL_PAGE = """
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[2], ARGV[4], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3], 'NX')
+return 1
+"""
 
 
 def item_key(product_id: int) -> str:
@@ -43,6 +73,10 @@ def page_read(page: int, per_page: int) -> tuple[str, ...]:
     return ("HGET", PAGES_KEY, page_field(page, per_page))
 
 
+def version_key(product_id: int) -> str:
+    return VERSION_KEY.format(id=product_id)
+
+
 class ProductCache:
     def __init__(self, url: str, ttl: int, timeout: float):
         self.ttl = ttl
@@ -60,6 +94,12 @@ class ProductCache:
         # a can_read probe): a connection of the client's own class and settings, taken from a deque
         # (pop/append are atomic, no lock), one packed command, one reply. Half the CPU of client.get().
         self._idle_readers: deque = deque()
+        self._fill_item = self.client.register_script(FILL_ITEM)
+        self._fill_page = self.client.register_script(FILL_PAGE)
+        # Invalidations still to do: product id (None: the pages) -> when retrying them may stop.
+        self._pending: dict[int | None, float] = {}
+        self._pending_lock = threading.Lock()
+        self._retrying: threading.Thread | None = None
 
     def available(self) -> bool:
         return time.monotonic() >= self._down_until
@@ -73,34 +113,85 @@ class ProductCache:
         """The reply to a read command (`item_read`, `page_read`); None on a miss or a failure."""
         return self._call(command[0].lower(), self._read, *command)
 
-    def get_item(self, product_id: int) -> bytes | None:
-        return self.read(item_read(product_id))
+    def get_item(self, product_id: int) -> tuple[bytes | None, bytes | None]:
+        """The cached product (None: a miss) and its version (None: Redis failed: do not fill)."""
+        reply = self._call("mget", self._read, "MGET", item_key(product_id), version_key(product_id))
+        return (reply[0], reply[1] or b"") if reply else (None, None)
 
-    def set_item(self, product_id: int, body: bytes) -> None:
-        self._call("set", self.client.set, item_key(product_id), body, ex=self.ttl)
+    def set_item(self, product_id: int, body: bytes, version: bytes | None) -> None:
+        """Fill, unless the product was invalidated since `version` was read (get_item's)."""
+        if version is not None:
+            keys = [version_key(product_id), item_key(product_id)]
+            self._call("fill", self._fill_item, keys=keys, args=[version, body, self.ttl])
 
-    def get_page(self, page: int, per_page: int) -> bytes | None:
-        return self.read(page_read(page, per_page))
+    def get_page(self, page: int, per_page: int) -> tuple[bytes | None, bytes | None]:
+        """The cached page (None: a miss) and the pages' version (None: Redis failed: do not fill)."""
 
-    def set_page(self, page: int, per_page: int, body: bytes) -> None:
-        def _store() -> None:
+        def _lookup() -> list:
             with self.client.pipeline(transaction=False) as pipe:
-                pipe.hset(PAGES_KEY, page_field(page, per_page), body)
-                # NX: the first page sets the clock; later pages must not keep older pages alive forever.
-                pipe.expire(PAGES_KEY, self.ttl, nx=True)
-                pipe.execute()
+                pipe.hget(PAGES_KEY, page_field(page, per_page))
+                pipe.get(PAGES_VERSION_KEY)
+                return pipe.execute()
 
-        self._call("hset", _store)
+        reply = self._call("hget", _lookup)
+        return (reply[0], reply[1] or b"") if reply else (None, None)
+
+    def set_page(self, page: int, per_page: int, body: bytes, version: bytes | None) -> None:
+        # The first page sets the hash's clock (EXPIRE NX): later pages must not keep older ones alive.
+        if version is not None:
+            args = [version, body, self.ttl, page_field(page, per_page)]
+            self._call("fill", self._fill_page, keys=[PAGES_VERSION_KEY, PAGES_KEY], args=args)
 
     def invalidate(self, product_ids: list[int]) -> bool:
-        keys = [item_key(pid) for pid in product_ids] + [PAGES_KEY]
-        # Invalidation is attempted even while backing off: a stale cache is worse than a slow write.
+        """Drop the products and every page, and give each a new version (so that no read begun before
+        can fill them again); False when Redis failed, and then it is retried on a thread until done."""
+        # Attempted even while backing off: a stale cache is worse than a slow write.
         try:
-            self.client.delete(*keys)
+            self._invalidate(product_ids)
             return True
         except redis.RedisError as error:
-            self.failed("delete", error)
+            self.failed("invalidate", error)
+            self._retry_later(product_ids)
             return False
+
+    def _invalidate(self, product_ids: list[int | None]) -> None:
+        ids = [pid for pid in product_ids if pid is not None]
+        with self.client.pipeline(transaction=True) as pipe:
+            for pid in ids:
+                pipe.set(version_key(pid), secrets.token_hex(8))
+            pipe.set(PAGES_VERSION_KEY, secrets.token_hex(8))
+            pipe.delete(*[item_key(pid) for pid in ids], PAGES_KEY)
+            pipe.execute()
+
+    def _retry_later(self, product_ids: list[int]) -> None:
+        until = time.monotonic() + self.ttl + RETRY_MARGIN_SECONDS
+        with self._pending_lock:
+            for pid in [*product_ids, None]:
+                self._pending[pid] = max(self._pending.get(pid, 0.0), until)
+            if self._retrying is None or not self._retrying.is_alive():
+                self._retrying = threading.Thread(target=self._retry, name="shoplab-invalidate", daemon=True)
+                self._retrying.start()
+
+    def _retry(self) -> None:
+        while True:
+            time.sleep(RETRY_SECONDS)
+            now = time.monotonic()
+            with self._pending_lock:
+                pending = {pid: until for pid, until in self._pending.items() if until > now}
+                self._pending = dict(pending)
+                if not pending:
+                    self._retrying = None
+                    return
+            try:
+                self._invalidate(list(pending))
+            except redis.RedisError as error:
+                log.warning("invalidating %d cached product(s) failed again: %s", len(pending), error)
+                continue
+            log.info("invalidated %d cached product(s) that had failed before", len(pending) - 1)
+            with self._pending_lock:
+                for pid, until in pending.items():
+                    if self._pending.get(pid) == until:  # not failed again meanwhile
+                        del self._pending[pid]
 
     def ping(self) -> bool:
         try:

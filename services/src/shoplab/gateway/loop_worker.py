@@ -145,6 +145,9 @@ class _Forwarding:
         self.granted = None  # it refers back to self: keep per-request garbage free of cycles
         if self.queue_timer is not None:
             self.queue_timer.cancel()
+        if self.client.closed and self.gate is not None:
+            self.gate.leave()  # the client left while queued: its slot goes to the next one at once
+            return
         self.attempts = Attempts(self.worker._proxy, self.plan)
         self._attempt()
 

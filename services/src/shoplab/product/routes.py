@@ -60,20 +60,21 @@ def miss_state() -> str:
 def list_products() -> Response:
     page = query_int("page", DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
     per_page = query_int("per_page", DEFAULT_PER_PAGE, minimum=1, maximum=MAX_PER_PAGE)
-    cached = cache().get_page(page, per_page)
+    # The version is noted before PostgreSQL is read: a write committed meanwhile makes the fill a no-op.
+    cached, version = cache().get_page(page, per_page)
     if cached is not None:
         return json_response(cached, cache_state="HIT")
     state = miss_state()
     body = to_json(repository().page(page, per_page))
     if state == "MISS":
-        cache().set_page(page, per_page, body)
+        cache().set_page(page, per_page, body, version)
     return json_response(body, cache_state=state)
 
 
 @bp.get("/<raw_id>")
 def get_product(raw_id: str) -> Response:
     product_id = path_id(raw_id)
-    cached = cache().get_item(product_id)
+    cached, version = cache().get_item(product_id)
     if cached is not None:
         return json_response(cached, cache_state="HIT")
     state = miss_state()
@@ -82,7 +83,7 @@ def get_product(raw_id: str) -> Response:
         raise ProblemError(404, f"No product with id {product_id}.")
     body = to_json(product)
     if state == "MISS":
-        cache().set_item(product_id, body)
+        cache().set_item(product_id, body, version)
     return json_response(body, cache_state=state)
 
 
