@@ -168,6 +168,12 @@ def test_the_set_checker_fails_a_duplicated_order():
     assert verdict.lost == 0
 
 
+def test_another_clients_keyed_order_is_not_a_duplicate():
+    db = _db(5, orders=[100, 101, 102, 103, 104, 777], stock_after=44, foreign=[777])
+    verdict = checker.check(_client(5), db)
+    assert verdict.ok and verdict.foreign == 1 and verdict.duplicated == 0
+
+
 def test_the_set_checker_fails_stock_taken_without_an_order():
     verdict = checker.check(_client(5), _db(5, stock_after=43))
     assert not verdict.ok and not verdict.stock_consistent and verdict.duplicated == 2
@@ -357,7 +363,7 @@ class FakeDatabase:
         if "json_build_object('id', id" in script:
             return json.dumps({"id": 1, "stock": 10, "updated_at": "2026-12-01T00:00:00Z"})
         if script.lstrip().startswith("UPDATE products"):
-            return "1000\n"
+            return f"1000|{time.time()}\n"
         if "'keys'" in script:
             orders = dict(self.handler.orders)
             return json.dumps({"stock": 1000 - len(orders), "keys": orders, "orders": sorted(orders.values()),

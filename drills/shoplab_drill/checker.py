@@ -27,6 +27,9 @@ class DatabaseState:
     stock_before: int  # the product's stock when the load started (after the restock)
     stock_after: int
     quantity: int = 1  # every drill order takes this many
+    # Orders among `orders` that another client placed with a key of its own (an exercise's grader, a
+    # user): not the drill's, not duplicates; they moved the stock too.
+    foreign: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -40,6 +43,7 @@ class Verdict:
     lost_keys: list[str] = field(default_factory=list)
     duplicated: int = 0
     duplicated_orders: list[int] = field(default_factory=list)
+    foreign: int = 0  # orders of the product another client placed meanwhile (own keys)
     phantom: int = 0  # the client was told no (4xx), PostgreSQL has the order
     phantom_keys: list[str] = field(default_factory=list)
     mismatched: int = 0  # acknowledged with one order id, stored with another
@@ -73,8 +77,8 @@ def check(client: list[ClientOrder], db: DatabaseState, sample: int = 10) -> Ver
 
     phantom = [c.key for c in rejected if committed(c)]
     committed_unknown = [c for c in unknown if committed(c)]
-    # Orders of the product that no key of ours names: a retry that created a second order.
-    named = {order_id for order_id in db.keys.values() if order_id is not None}
+    # Orders of the product that no key names (ours or another client's): a retry that created a second order.
+    named = {order_id for order_id in db.keys.values() if order_id is not None} | set(db.foreign)
     extra = sorted(orders - named)
     stock_moved = db.stock_before - db.stock_after
     expected_move = len(orders) * db.quantity
@@ -108,6 +112,7 @@ def check(client: list[ClientOrder], db: DatabaseState, sample: int = 10) -> Ver
         lost_keys=lost[:sample],
         duplicated=duplicated,
         duplicated_orders=extra[:sample],
+        foreign=len(set(db.foreign) & orders),
         phantom=len(phantom),
         phantom_keys=phantom[:sample],
         mismatched=len(mismatched),

@@ -22,8 +22,10 @@ PREFIX = re.compile(r"^shoplab-drill-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}-[a-z0-9-]+-$
 RECORD_SQL = """
 SELECT json_build_object('id', id, 'stock', stock, 'updated_at', updated_at) FROM products WHERE id = :pid;
 """
+# The new stock and when it was set (PostgreSQL's clock): the set checker counts the orders after it.
 RESTOCK_SQL = """
-UPDATE products SET stock = stock + :add, updated_at = now() WHERE id = :pid RETURNING stock;
+UPDATE products SET stock = stock + :add, updated_at = now() WHERE id = :pid
+RETURNING stock || '|' || extract(epoch FROM now());
 """
 # What the set checker compares with the client's view: the drill's keys (with the order id each stored
 # answer names; only successes are stored), the orders of the product since the load started, the stock.
@@ -36,9 +38,11 @@ SELECT json_build_object(
     'orders', (SELECT coalesce(json_agg(o.id ORDER BY o.id), '[]')
                FROM orders o JOIN order_items i ON i.order_id = o.id
                WHERE i.product_id = :pid AND o.created_at >= to_timestamp(:since)),
-    'quantities', (SELECT coalesce(json_agg(DISTINCT i.quantity), '[]')
-                   FROM orders o JOIN order_items i ON i.order_id = o.id
-                   WHERE i.product_id = :pid AND o.created_at >= to_timestamp(:since))
+    'foreign', (SELECT coalesce(json_agg(o.id ORDER BY o.id), '[]')
+                FROM orders o JOIN order_items i ON i.order_id = o.id
+                JOIN idempotency_keys k ON k.status_code BETWEEN 200 AND 299
+                     AND (k.response_body::json ->> 'id')::bigint = o.id AND NOT starts_with(k.key, :'prefix')
+                WHERE i.product_id = :pid AND o.created_at >= to_timestamp(:since))
 );
 """
 
@@ -57,11 +61,11 @@ def record(db: Database, product_id: int) -> dict:
     return json.loads(out)
 
 
-def restock(db: Database, product_id: int, add: int) -> int:
-    """Add `add` to the stock so that no drill order fails for want of it; the new stock."""
-    stock = int(db.run(RESTOCK_SQL, pid=str(int(product_id)), add=str(int(add))).strip())
+def restock(db: Database, product_id: int, add: int) -> tuple[int, float]:
+    """Add `add` to the stock so that no drill order fails for want of it; the new stock, and when."""
+    stock, when = db.run(RESTOCK_SQL, pid=str(int(product_id)), add=str(int(add))).strip().split("|")
     forget_cached(db, [product_id])
-    return stock
+    return int(stock), float(when)
 
 
 def state(db: Database, product_id: int, prefix: str, since: float, stock_before: int) -> DatabaseState:
@@ -72,6 +76,7 @@ def state(db: Database, product_id: int, prefix: str, since: float, stock_before
     return DatabaseState(
         keys=keys,
         orders=[int(i) for i in raw["orders"]],
+        foreign=[int(i) for i in raw.get("foreign") or []],
         stock_before=stock_before,
         stock_after=int(raw["stock"]),
         quantity=1,

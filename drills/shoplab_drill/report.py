@@ -94,7 +94,7 @@ def drill_section(r: dict) -> list[str]:
         f"slowest acknowledged {orders['slowest_ack_s']} s after it was due.",
         f"- Unknown outcomes (client gave up): {v['unknown']} (committed {v['unknown_committed']}, not "
         f"committed {v['unknown_not_committed']}). Orders created: {v['orders_created']}, stock moved "
-        f"{v['stock_moved']}.",
+        f"{v['stock_moved']}; orders of the product another client placed meanwhile: {v.get('foreign', 0)}.",
         f"- Order attempts by status: {_counts(f['requests']['order_attempts'])}.",
         f"- Reads by status: {_counts(f['requests']['reads'])}.",
         f"- Reads during the fault: {during['count']}, served {during['ok']}, from "

@@ -141,8 +141,7 @@ def run_drill(  # noqa: PLR0915 (one drill, start to end, in order)
                 "recorded": recorded,
             }
             (folder / "recorded.json").write_text(json.dumps(saved, indent=1, default=str) + "\n")
-            stock_before = db.restock(database, settings.product_id, 2 * planned_orders(plan) + 100)
-            since = time.time() - 1.0
+            stock_before, since = db.restock(database, settings.product_id, 2 * planned_orders(plan) + 100)
             log(f"product {settings.product_id}: stock {recorded['stock']} -> {stock_before} for the drill")
             load = load_factory(settings)
             load.start()
