@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 
 from shoplab.core.problems import ProblemError
@@ -17,6 +18,8 @@ log = logging.getLogger("shoplab.db")
 
 # Errors that mean "the database is not answering", as opposed to a bug in a query.
 UNAVAILABLE_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
+# A statement cancelled by statement_timeout or lock_timeout: the connection itself is fine.
+TIMED_OUT_ERRORS = (psycopg2.errors.QueryCanceled, psycopg2.errors.LockNotAvailable)
 
 
 class Database:
@@ -26,10 +29,21 @@ class Database:
     which under concurrency means a new connection per request.)
     """
 
-    def __init__(self, url: str, maxconn: int = 10, wait_seconds: float = 5.0):
+    def __init__(
+        self,
+        url: str,
+        maxconn: int = 10,
+        wait_seconds: float = 5.0,
+        statement_timeout: float = 4.0,
+        lock_timeout: float = 2.0,
+    ):
+        """`statement_timeout`, `lock_timeout` (s): a long lock (a restore, a stuck transaction) or a slow
+        query costs a request that long and its thread is free again, instead of holding every thread."""
         self.url = url
         self.maxconn = maxconn
         self.wait_seconds = wait_seconds
+        statement_ms, lock_ms = round(statement_timeout * 1000), round(lock_timeout * 1000)
+        self.options = f"-c statement_timeout={statement_ms} -c lock_timeout={lock_ms}"
         self._idle: list[psycopg2.extensions.connection] = []
         self._lock = threading.Lock()
         # At most maxconn connections in use; callers past that wait their turn.
@@ -37,7 +51,9 @@ class Database:
         self._pid = os.getpid()
 
     def _connect(self) -> psycopg2.extensions.connection:
-        return psycopg2.connect(self.url, connect_timeout=3, keepalives=1, application_name="shoplab")
+        return psycopg2.connect(
+            self.url, connect_timeout=3, keepalives=1, application_name="shoplab", options=self.options
+        )
 
     def _checkout(self) -> psycopg2.extensions.connection:
         with self._lock:
@@ -74,7 +90,9 @@ class Database:
                 yield conn
                 conn.commit()
             except BaseException as error:
-                broken = isinstance(error, UNAVAILABLE_ERRORS) or conn.closed != 0
+                broken = (
+                    isinstance(error, UNAVAILABLE_ERRORS) and not isinstance(error, TIMED_OUT_ERRORS)
+                ) or conn.closed != 0
                 if not broken:
                     try:
                         conn.rollback()
@@ -116,3 +134,10 @@ def register_database_errors(app) -> None:
     def _unavailable(error: Exception):
         log.warning("database unavailable: %s", error)
         return problem(503, "The database is not answering; try again.", headers={"Retry-After": "1"})
+
+    @app.errorhandler(psycopg2.errors.QueryCanceled)
+    @app.errorhandler(psycopg2.errors.LockNotAvailable)
+    def _timed_out(error: Exception):
+        log.warning("database statement timed out: %s", error)
+        detail = "The database did not answer in time (DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT); try again."
+        return problem(503, detail, headers={"Retry-After": "1"})

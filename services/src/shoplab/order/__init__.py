@@ -16,7 +16,12 @@ from shoplab.order.routes import bp
 def create_app(config: Config | None = None) -> Flask:
     config = config or Config.from_env("order")
     operator = BearerToken(config.operator_token, "SHOPLAB_OPERATOR_TOKEN", "the order list")
-    db = Database(config.database_url, config.db_pool_max)
+    db = Database(
+        config.database_url,
+        config.db_pool_max,
+        statement_timeout=config.db_statement_timeout,
+        lock_timeout=config.db_lock_timeout,
+    )
     # Only used to invalidate product entries when an order changes stock.
     cache = ProductCache(config.redis_url, config.cache_ttl, config.redis_timeout)
     schema = SchemaGuard(db, seed=False)

@@ -22,6 +22,10 @@ def db():
     return current_app.extensions["shoplab.db"]
 
 
+def key_ttl() -> float:
+    return current_app.config["SHOPLAB"].idempotency_key_ttl
+
+
 def checked_items(body: dict) -> list[dict[str, int]]:
     reject_unknown_fields(body, {"items"})
     items = body.get("items")
@@ -57,7 +61,7 @@ def create_order() -> Response:
     # Without a key a one-line order is a single statement: autocommit saves BEGIN and COMMIT.
     with db().cursor(autocommit=key is None and len(items) == 1) as cur:
         if key is not None:
-            stored = idempotency.claim(cur, key, idempotency.fingerprint(body))
+            stored = idempotency.claim(cur, key, idempotency.fingerprint(body), key_ttl())
             if stored is not None:
                 replayed = {
                     "Idempotent-Replayed": "true",
@@ -70,6 +74,8 @@ def create_order() -> Response:
             idempotency.store(cur, key, 201, payload)
     # After commit: the product service's cached stock is now stale.
     current_app.extensions["shoplab.cache"].invalidate([line["product_id"] for line in items])
+    if key is not None:
+        idempotency.purge_expired(db(), key_ttl())
     return json_response(payload, 201, Location=f"/api/orders/{order['id']}")
 
 

@@ -18,7 +18,12 @@ from shoplab.product.routes import bp
 def create_app(config: Config | None = None) -> Flask:
     config = config or Config.from_env("product")
     operator = BearerToken(config.operator_token, "SHOPLAB_OPERATOR_TOKEN", "catalogue writes")
-    db = Database(config.database_url, config.db_pool_max)
+    db = Database(
+        config.database_url,
+        config.db_pool_max,
+        statement_timeout=config.db_statement_timeout,
+        lock_timeout=config.db_lock_timeout,
+    )
     cache = ProductCache(config.redis_url, config.cache_ttl, config.redis_timeout)
     schema = SchemaGuard(db, seed=True)
 
