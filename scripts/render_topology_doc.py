@@ -73,8 +73,8 @@ def render() -> str:
         "",
         "## Allowed flows",
         "",
-        "Everything else is denied, except traffic inside one tier "
-        "(one bridge or network is one L2 segment).",
+        "Everything else is denied. netns: inside a tier too (the firewall sees bridged traffic "
+        "through br_netfilter). docker: except between containers that share a network.",
         "",
         "| from | to | port |",
         "| --- | --- | --- |",

@@ -94,8 +94,8 @@ def shoplab_flow_matrix(
 ) -> list[dict]:
     """For every source (the host, then every instance) and every instance's address:port: allowed?
 
-    netns: allowed when the flow data lists it, or when source and target share a tier (one bridge
-    is one L2 segment; the host's firewall only sees what it routes between tiers).
+    netns: allowed only when the flow data lists it, inside a tier too (the firewall sees bridged
+    traffic through br_netfilter, so a tier is not one open segment).
     docker: allowed when the flow data lists it, or when source and target share a Docker network
     (see shoplab_docker_networks); the host is a source only for the published gateway.
     """
@@ -113,7 +113,7 @@ def shoplab_flow_matrix(
             elif mode == "docker":
                 allowed = bool(set(networks[src["service"]]) & set(networks[dst["service"]]))
             else:
-                allowed = src["tier"] == dst["tier"]
+                allowed = False
             cells.append(
                 {
                     "source": src["name"],

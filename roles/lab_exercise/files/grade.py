@@ -173,7 +173,8 @@ def check_tcp(lab: Lab, check: dict) -> tuple[bool, str, str]:
     problems, seen = [], []
     for source in check["sources"]:
         cells = []
-        for target in check["targets"]:
+        # An instance connecting to itself never leaves its namespace or container: not a flow.
+        for target in (t for t in check["targets"] if t["label"] != source["label"]):
             try:
                 for address in lab.addresses(target):
                     lab.guard(source, address)
