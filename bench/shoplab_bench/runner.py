@@ -26,12 +26,15 @@ from shoplab_bench import cleanup, cpu, guard, parse, tools
 
 LUA_DIR = str(Path(__file__).resolve().parent.parent / "lua")
 
+# A catalogue write: the operator's token comes in the environment (never on a command line or in a log).
 _RESTOCK = """
-import json, sys, urllib.request
+import json, os, sys, urllib.request
 base, count, stock = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+token = os.environ["SHOPLAB_OPERATOR_TOKEN"]
+headers = {"Content-Type": "application/json", "Authorization": "Bearer " + token}
 for i in range(1, count + 1):
     req = urllib.request.Request(f"{base}/api/products/{i}", data=json.dumps({"stock": stock}).encode(),
-                                 method="PATCH", headers={"Content-Type": "application/json"})
+                                 method="PATCH", headers=headers)
     urllib.request.urlopen(req, timeout=10).read()
 print("restocked", count)
 """
@@ -95,10 +98,27 @@ def guard_target(target: dict) -> None:
         guard.check(urlsplit(url).hostname, lab, target["prefix"])
 
 
-def restock(target: dict, products: int, stock: int) -> None:
+def restock(target: dict, products: int, stock: int, token: str) -> None:
+    """Set every product's stock through the target (a catalogue write: `token` is the operator's)."""
     argv = [*target["prefix"], "timeout", "120", "python3", "-c", _RESTOCK, target["products_url"],
             str(products), str(stock)]  # fmt: skip
-    subprocess.run(argv, check=True, capture_output=True, timeout=150)
+    env = {**os.environ, "SHOPLAB_OPERATOR_TOKEN": token}
+    subprocess.run(argv, check=True, capture_output=True, timeout=150, env=env)
+
+
+def operator_token(target: dict, plan: dict, running: Running) -> str:
+    """The operator token of the target's lab: the floor's own, or read with the plan's command for the
+    mode (`operator_tokens`, from roles/bench: the token file on the lab host, or a container's secret)."""
+    if target["mode"] == "floor" and running.floor is not None:
+        return running.floor.stack.common_env["SHOPLAB_OPERATOR_TOKEN"]
+    argv = plan.get("operator_tokens", {}).get(target["mode"])
+    if not argv:
+        raise RuntimeError(f"no command to read the {target['mode']} lab's operator token in the plan: "
+                           "its catalogue cannot be restocked")  # fmt: skip
+    read = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    if read.returncode != 0 or not read.stdout.strip():
+        raise RuntimeError(f"reading the {target['mode']} lab's operator token failed: {read.stderr.strip()}")
+    return read.stdout.strip()
 
 
 def warm_up(target: dict, load: tools.Load, seconds: int, endpoints: list[str]) -> None:
@@ -278,7 +298,8 @@ def prepare(
     for target in targets:
         if target["path"] == "gateway" and "orders" in endpoints:
             log(f"restocking through {target['name']}")
-            restock(target, load.products, plan.get("restock", 1_000_000))
+            token = operator_token(target, plan, running or Running())
+            restock(target, load.products, plan.get("restock", 1_000_000), token)
     for target in targets:
         log(f"warming up {target['name']}")
         warm_up(target, load, plan.get("warmup_s", 3), endpoints)

@@ -76,6 +76,14 @@ def test_a_malformed_case_id_is_refused():
         cleanup.key_nonce(cleanup.new_run_id(), "not-hex")
 
 
+def test_a_restock_without_the_labs_operator_token_is_refused_before_any_write():
+    with pytest.raises(RuntimeError, match="operator token"):
+        runner.operator_token({"mode": "docker"}, {}, runner.Running())
+    failing = {"operator_tokens": {"docker": [sys.executable, "-c", "import sys; sys.exit('no such file')"]}}
+    with pytest.raises(RuntimeError, match="no such file"):
+        runner.operator_token({"mode": "docker"}, failing, runner.Running())
+
+
 def test_a_lab_without_a_database_command_takes_no_orders():
     running = runner.Running()
     with pytest.raises(RuntimeError, match="no database command for the netns lab"):
@@ -116,9 +124,10 @@ def lab():
         servers.start_redis()
         redis_port = servers.processes[-1].port
         database_url = servers.start_postgres()
+        token = uuid.uuid4().hex  # the lab's operator token: the restock is a catalogue write
         env = {"SERVICE_REGISTRY": "", "DATABASE_URL": database_url,
                "REDIS_URL": f"redis://{LOOPBACK}:{redis_port}/0", "WEB_CONCURRENCY": "1",
-               "LOG_LEVEL": "WARNING"}  # fmt: skip
+               "LOG_LEVEL": "WARNING", "SHOPLAB_OPERATOR_TOKEN": token}  # fmt: skip
         product = servers.start_service("product", "product-1", env)  # creates the schema, seeds 300
         order = servers.start_service("order", "order-1", env)
         pg_port = database_url.rsplit(":", 1)[1].split("/")[0]
@@ -141,6 +150,9 @@ def lab():
             "database": database,
             "product_url": f"http://{LOOPBACK}:{product.port}",
             "order_url": f"http://{LOOPBACK}:{order.port}",
+            "operator_token": token,
+            # How the plan tells the runner to read it (roles/bench: `cat` of the file on the lab host).
+            "read_token": [sys.executable, "-c", f"print({token!r})"],
         }
     finally:
         servers.stop()
@@ -188,7 +200,7 @@ def test_the_cleanup_deletes_exactly_the_runs_orders_and_puts_the_stock_back(lab
     said: list[str] = []
     runner.record_stock([target], {"databases": {"lab": lab["database"]}}, tools.Load(), running, said.append)
     assert len(running.recorded["lab"][1]) == 300
-    runner.restock(target, 300, 1_000_000)
+    runner.restock(target, 300, 1_000_000, lab["operator_token"])
     # The run: wrk with the runner's nonce, and a multi-line order with one of the run's keys.
     load = tools.Load(threads=2, connections=8, duration_s=2)
     nonce = cleanup.key_nonce(run_id, uuid.uuid4().hex[:12])
@@ -237,7 +249,7 @@ def test_a_run_that_fails_midway_still_cleans_up(lab):
     plan = {"floor": {"enabled": False}, "targets": [target], "endpoints": ["orders"], "rounds": 2,
             "warmup_s": 1, "max_seconds": 60, "restock": 1_000_000,
             "load": {"threads": 2, "connections": 8, "duration_s": 1},
-            "databases": {"lab": lab["database"]}}  # fmt: skip
+            "databases": {"lab": lab["database"]}, "operator_tokens": {"lab": lab["read_token"]}}  # fmt: skip
     said: list[str] = []
 
     def log(message: str) -> None:
@@ -268,7 +280,7 @@ def test_a_run_killed_hard_is_cleaned_up_afterwards_from_its_results_folder(lab,
               "tools": ["wrk"], "lab": {"devices": [], "subnets": [], "gateways": []}}  # fmt: skip
     plan = {"floor": {"enabled": False}, "targets": [target], "endpoints": ["orders"], "rounds": 5,
             "warmup_s": 1, "max_seconds": 60, "load": {"threads": 2, "connections": 8, "duration_s": 1},
-            "databases": {"lab": lab["database"]}}  # fmt: skip
+            "databases": {"lab": lab["database"]}, "operator_tokens": {"lab": lab["read_token"]}}  # fmt: skip
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(BENCH), "MPLBACKEND": "Agg"}

@@ -26,8 +26,9 @@ def order_service():
         servers.start_redis()
         redis_url = f"redis://{LOOPBACK}:{servers.processes[-1].port}/0"
         database_url = servers.start_postgres()
+        # The services refuse to start without an operator token (placing orders needs none).
         env = {"SERVICE_REGISTRY": "", "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-               "WEB_CONCURRENCY": "1", "LOG_LEVEL": "WARNING"}  # fmt: skip
+               "WEB_CONCURRENCY": "1", "LOG_LEVEL": "WARNING", "SHOPLAB_OPERATOR_TOKEN": "x"}  # fmt: skip
         servers.start_service("product", "product-1", env)  # creates the schema and seeds 300 products
         order = servers.start_service("order", "order-1", env)
         # Seed stock is 20-200 per product: enough stock that no order can fail for want of it (a 409).
