@@ -15,10 +15,22 @@ from pathlib import Path
 import shoplab_topology as FILTERS
 import yaml
 
-__all__ = ["FILTERS", "PROJECT_DIR", "TOPOLOGY", "digest_script", "parse_digest", "playbook", "tail"]
+__all__ = [
+    "FILTERS",
+    "PROJECT_DIR",
+    "TOKEN_FILES",
+    "TOPOLOGY",
+    "digest_script",
+    "parse_digest",
+    "playbook",
+    "tail",
+]
 
 PROJECT_DIR = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[2]))
 TOPOLOGY = yaml.safe_load((PROJECT_DIR / "group_vars" / "all" / "topology.yml").read_text())
+# Where each mode keeps the lab's tokens on the lab host: {mode: {registry: path, operator: path}}.
+_MAIN = yaml.safe_load((PROJECT_DIR / "group_vars" / "all" / "main.yml").read_text())
+TOKEN_FILES = _MAIN["shoplab_token_files"]
 
 # The tables the digest covers: lab_backup's own list, so a test compares what a backup's manifest does.
 TABLES = yaml.safe_load((PROJECT_DIR / "roles" / "lab_backup" / "defaults" / "main.yml").read_text())[

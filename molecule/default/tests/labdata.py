@@ -8,7 +8,7 @@ import shlex
 from pathlib import Path
 
 import yaml
-from labtest import FILTERS, TOPOLOGY
+from labtest import FILTERS, TOKEN_FILES, TOPOLOGY
 
 COUNTS = {
     "product_instances": int(os.environ.get("SHOPLAB_PRODUCT_INSTANCES", TOPOLOGY["product_instances"])),
@@ -60,14 +60,22 @@ class Lab:
         route = self.json(f"ip -j route get {shlex.quote(address)}")
         return route[0].get("dev", "")
 
-    def http(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict, str]:
-        """One request to the gateway from the lab host, only once its route leaves via its bridge."""
+    def http(
+        self, method: str, path: str, body: dict | None = None, operator: bool = False
+    ) -> tuple[int, dict, str]:
+        """One request to the gateway from the lab host, only once its route leaves via its bridge;
+        `operator`: with the lab's operator token (read on the lab host, handed to curl on its stdin, so
+        it is never on a command line or in the test's output)."""
         gateway = instance("gateway")
         dev = self.route_dev(gateway["address"])
         assert dev == gateway["bridge"], f"route to {gateway['address']} leaves via {dev!r}: refusing"
         url = f"http://{gateway['address']}:{gateway['port']}{path}"
         data = f"-H 'Content-Type: application/json' --data {shlex.quote(json.dumps(body))}" if body else ""
-        out = self.check(f"curl -sS -m 10 -X {method} -D - {data} {shlex.quote(url)}")
+        curl = f"curl -sS -m 10 -X {method} -D - {data} {shlex.quote(url)}"
+        if operator:
+            token_file = shlex.quote(TOKEN_FILES["netns"]["operator"])
+            curl = f"printf 'Authorization: Bearer %s\\n' \"$(cat {token_file})\" | {curl} -H @-"
+        out = self.check(curl)
         head, _, payload = out.replace("\r\n", "\n").partition("\n\n")
         lines = head.split("\n")
         status = int(lines[0].split()[1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from labdata import INSTANCES, TESTINFRA_HOSTS, TOPOLOGY, instance
+from labdata import INSTANCES, TESTINFRA_HOSTS, TOKEN_FILES, TOPOLOGY, instance
 
 testinfra_hosts = TESTINFRA_HOSTS
 
@@ -75,3 +75,31 @@ def test_published_port_leads_to_the_gateway(lab):
     assert f"--to-destination {gateway['address']}:{gateway['port']}" in rule
     out = lab.check(f"curl -sS -m 10 -o /dev/null -w '%{{http_code}}' http://{address}:{port}/health")
     assert out.strip() == "200"
+
+
+def test_catalogue_writes_and_the_order_list_are_the_operators(lab):
+    """The operator token (generated on the lab host) guards them; without it a 401 problem."""
+    status, headers, body = lab.http("PATCH", "/api/products/1", {"price_cents": 0})
+    assert status == 401, body
+    assert headers["content-type"].startswith("application/problem+json")
+    status, _, body = lab.http("GET", "/api/orders?per_page=1")
+    assert status == 401, body
+    _, _, body = lab.http("GET", "/api/products/1")
+    price = json.loads(body)["price_cents"]
+    status, _, body = lab.http("PATCH", "/api/products/1", {"price_cents": price}, operator=True)
+    assert status == 200, body  # the same price again: a write that changes nothing
+    status, _, body = lab.http("GET", "/api/orders?per_page=1", operator=True)
+    assert status == 200, body
+
+
+def test_the_tokens_are_files_only_root_and_the_services_read(lab):
+    for path in TOKEN_FILES["netns"].values():
+        token = lab.host.file(path)
+        assert token.exists and (token.user, token.group, token.mode) == ("root", "shoplab", 0o640), path
+        assert len(token.content_string.strip()) >= 32
+        # Only the path is handed over: the value is in no environment file or unit.
+        found = lab.run(f"grep -rlF -f {shlex.quote(path)} /etc/shoplab/ /etc/systemd/system/")
+        assert found.stdout.split() == [path], found.stdout
+    gateway_env = lab.check(f"cat /etc/shoplab/{instance('gateway')['name']}.env")
+    assert "TOKEN" not in gateway_env  # the gateway holds neither token
+    assert "GATEWAY_ALLOWED_NETWORKS=" + TOPOLOGY["shoplab_tiers"]["backend"]["subnet"] in gateway_env

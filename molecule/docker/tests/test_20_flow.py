@@ -35,3 +35,23 @@ def test_gateway_answers_on_localhost(gateway_url):
     response = requests.get(f"{gateway_url}/api/products", timeout=10)
     assert response.status_code == 200
     assert response.headers.get("X-Upstream-Instance")
+
+
+def operator_headers(containers) -> dict[str, str]:
+    """The lab's operator token, read from a product container's Compose secret (never printed)."""
+    product = by_service(containers)["product"][0]["Name"].lstrip("/")
+    token = docker("exec", product, "cat", "/run/secrets/operator-token").strip()
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_catalogue_writes_and_the_order_list_are_the_operators(containers, gateway_url):
+    refused = requests.patch(f"{gateway_url}/api/products/1", json={"price_cents": 0}, timeout=10)
+    assert refused.status_code == 401
+    assert refused.headers["Content-Type"].startswith("application/problem+json")
+    assert requests.get(f"{gateway_url}/api/orders?per_page=1", timeout=10).status_code == 401
+    operator = operator_headers(containers)
+    price = requests.get(f"{gateway_url}/api/products/1", timeout=10).json()["price_cents"]
+    same = requests.patch(f"{gateway_url}/api/products/1", json={"price_cents": price}, headers=operator)
+    assert same.status_code == 200, same.text  # the same price again: a write that changes nothing
+    listed = requests.get(f"{gateway_url}/api/orders?per_page=1", headers=operator, timeout=10)
+    assert listed.status_code == 200

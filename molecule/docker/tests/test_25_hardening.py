@@ -1,5 +1,6 @@
 """Hardening from `docker inspect` (read-only, no capabilities, no new privileges, not root, limits,
-restart), CPU limits and scheduling, bad limits refused, the database password only in a secret file."""
+restart), CPU limits and scheduling, bad limits refused, the database password and the lab's tokens only
+in secret files."""
 
 from __future__ import annotations
 
@@ -86,3 +87,28 @@ def test_database_password_only_in_a_secret_file(host, containers):
         if service in ("product", "order", "postgres"):
             secrets = [m for m in container["Mounts"] if m["Destination"].startswith("/run/secrets/")]
             assert secrets, container["Name"]
+
+
+def test_the_tokens_are_secret_files_held_only_by_who_needs_them(host, containers, topology):
+    tokens = {}
+    for name, path in labtest.TOKEN_FILES["docker"].items():
+        secret = host.file(path)
+        assert secret.exists and secret.user == "root" and secret.mode == 0o640, path
+        tokens[name] = secret.content_string.strip()
+        assert len(tokens[name]) >= 32
+    # Which Compose secret each service mounts: the registry token for the registry and the instances that
+    # register, the operator token for the services holding the data; the gateway and datastores neither.
+    both = {"registry", "operator"}
+    wanted = {"registry": {"registry"}, "product": both, "order": both}
+    for container in containers:
+        env = container["Config"]["Env"] or []
+        assert not any(token in entry for token in tokens.values() for entry in env), container["Name"]
+        service = container["Config"]["Labels"]["org.shoplab.service"]
+        tokens_mounted = [
+            m["Destination"] for m in container["Mounts"] if m["Destination"].endswith("-token")
+        ]
+        mounted = {d.removeprefix("/run/secrets/").removesuffix("-token") for d in tokens_mounted}
+        assert mounted == wanted.get(service, set()), container["Name"]
+        if service == "gateway":
+            backend = topology["shoplab_tiers"]["backend"]["docker_subnet"]
+            assert f"GATEWAY_ALLOWED_NETWORKS={backend}" in env
