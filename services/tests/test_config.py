@@ -167,3 +167,38 @@ def test_a_registry_url_the_service_could_never_use_stops_the_start_by_name(monk
 def test_an_empty_registry_url_stands_alone_and_a_good_one_is_kept(monkeypatch, value, kept):
     monkeypatch.setenv("SERVICE_REGISTRY", value)
     assert Config.from_env("order").service_registry == kept
+
+
+def test_a_client_gets_half_the_gateways_connections_and_all_of_an_instances(monkeypatch):
+    for name in ("WORKER_CONNECTIONS", "MAX_CONNECTIONS_PER_CLIENT"):
+        monkeypatch.delenv(name, raising=False)
+    assert Config.from_env("gateway").max_connections_per_client == 128
+    # Behind the gateway its one client is the gateway: refusing its pool would eject the instance.
+    assert Config.from_env("product").max_connections_per_client == 256
+    monkeypatch.setenv("MAX_CONNECTIONS_PER_CLIENT", "0")
+    with pytest.raises(ValueError, match="MAX_CONNECTIONS_PER_CLIENT must be at least 1"):
+        Config.from_env("gateway")
+
+
+def test_tokens_come_from_their_files_and_never_show_in_the_config(monkeypatch, tmp_path):
+    secret = tmp_path / "operator-token"
+    secret.write_text("s3cret-operator\n")
+    monkeypatch.setenv("SHOPLAB_OPERATOR_TOKEN_FILE", str(secret))
+    monkeypatch.setenv("SHOPLAB_OPERATOR_TOKEN", "ignored-when-a-file-is-named")
+    monkeypatch.setenv("SHOPLAB_REGISTRY_TOKEN", "s3cret-registry")
+    monkeypatch.delenv("SHOPLAB_REGISTRY_TOKEN_FILE", raising=False)
+    config = Config.from_env("order")
+    assert (config.operator_token, config.registry_token) == ("s3cret-operator", "s3cret-registry")
+    assert "s3cret" not in repr(config)
+    monkeypatch.setenv("SHOPLAB_OPERATOR_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="SHOPLAB_OPERATOR_TOKEN_FILE"):
+        Config.from_env("order")
+
+
+def test_a_service_that_guards_writes_refuses_to_start_without_its_token(monkeypatch):
+    from shoplab.registry import create_app
+
+    for name in ("SHOPLAB_REGISTRY_TOKEN", "SHOPLAB_REGISTRY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(RuntimeError, match="SHOPLAB_REGISTRY_TOKEN"):
+        create_app(Config.from_env("registry"))

@@ -98,6 +98,14 @@ def _max_inflight() -> dict[str, int]:
     }
 
 
+def _default_share(service: str, worker_connections: int) -> int:
+    """Connections one client address may hold per worker, unless MAX_CONNECTIONS_PER_CLIENT says: at the
+    gateway, the public entry, half of them; behind it all of them, since there the one client is the
+    gateway (its pooled connections to an instance, from one address) and refusing it would eject the
+    instance."""
+    return max(worker_connections // 2, 1) if service == "gateway" else worker_connections
+
+
 def read_database_url() -> str:
     """DATABASE_URL, with the password from DATABASE_PASSWORD_FILE (Docker secrets) when that is set."""
     url = _env("DATABASE_URL", DEFAULT_DATABASE_URL)
@@ -235,7 +243,7 @@ class Config:
             request_timeout=_env_float("REQUEST_TIMEOUT", 10.0),
             write_timeout=_env_float("WRITE_TIMEOUT", 10.0),
             max_connections_per_client=_env_at_least(
-                "MAX_CONNECTIONS_PER_CLIENT", env_int("WORKER_CONNECTIONS", 256) // 2, 1
+                "MAX_CONNECTIONS_PER_CLIENT", _default_share(service, env_int("WORKER_CONNECTIONS", 256)), 1
             ),
             # Below the gateway's attempt timeout (5 s), so the service answers 503 before the gateway 504.
             db_statement_timeout=_env_float("DB_STATEMENT_TIMEOUT", 4.0),
