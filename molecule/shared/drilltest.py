@@ -1,0 +1,57 @@
+"""Run fault drills (playbooks/drill.yml) against a scenario's lab and read their report.json.
+
+Shared by both scenarios' test_70_drills.py: each passes how it runs a playbook against its lab.
+Durations are short (CI), the written expectations are the drills' own (drills/<kind>.yml): no timing
+is asserted here beyond them. Results go to a folder of the test's own, never the repository's.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from labtest import tail
+
+Playbook = Callable[..., subprocess.CompletedProcess]
+
+# The fault's duration in CI: long enough for the fault to bite, short enough for the 60-minute run.
+CI_DURATION_S = 4
+
+
+def run_drill(playbook: Playbook, fault: str, results: Path) -> dict:
+    """One drill; its report (report.json of the run's folder)."""
+    done = playbook(
+        "drill.yml",
+        "-e",
+        f"lab_drill_fault={fault}",
+        "-e",
+        f"lab_drill_duration_s={CI_DURATION_S}",
+        "-e",
+        f"lab_drill_results_dir={results}",
+        timeout=900,
+    )
+    reports = sorted(results.glob("*/report.json"))
+    assert reports, f"drill {fault} wrote no report: {tail(done)}"
+    report = json.loads(reports[-1].read_text())
+    report["_returncode"], report["_output"] = done.returncode, tail(done)
+    return report
+
+
+def assert_no_order_lost_and_expectations_met(report: dict, fault: str) -> None:
+    (drill,) = [d for d in report["drills"] if d["drill"]["name"] == fault]
+    measured = {e["expectation"]: e for e in drill["expectations"]}
+    assert measured["lost"]["measured"] == 0, drill["expectations"]
+    assert measured["duplicated"]["measured"] == 0, drill["expectations"]
+    missed = [e for e in drill["expectations"] if not e["met"]]
+    assert not missed, f"{fault}: missed {missed}"
+    assert drill["error"] is None, drill["error"]
+    assert report["ok"] and report["_returncode"] == 0, report["_output"]
+
+
+def assert_heal_leaves_nothing(playbook: Playbook) -> None:
+    """After the drills, healing again changes nothing: no fault was left behind."""
+    healed = playbook("drill.yml", "-e", "lab_drill_action=heal")
+    assert healed.returncode == 0, tail(healed)
+    assert "changed=0" in healed.stdout, tail(healed)
