@@ -98,7 +98,18 @@ def deregister(service: str, instance_id: str) -> tuple[str, int]:
 @bp.get("/services/<service>/instances")
 def lookup(service: str) -> Response:
     checked_name(service, "service")
-    return jsonify(service=service, instances=store().healthy(service))
+    found = store().healthy(service)
+    age = store().warming_up(service)
+    if not found and age:
+        # An empty answer now would make the gateway drop instances that are alive and about to
+        # re-register; a 503 makes it keep the list it last knew (measured by the registry-killed drill).
+        raise ProblemError(
+            503,
+            f"the registry started {age:.1f} s ago and has not yet heard from every instance of "
+            f"{service!r} (they re-register within {store().ttl:g} s): keep the list you last had",
+            title="Registry warming up",
+        )
+    return jsonify(service=service, instances=found)
 
 
 @bp.get("/services")

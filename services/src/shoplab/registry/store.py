@@ -32,6 +32,8 @@ class RegistryStore:
     def __init__(self, ttl: float, clock=time.monotonic):
         self.ttl = ttl
         self.clock = clock
+        self.started = clock()
+        self._heard: set[str] = set()  # services with a registration since this registry started
         self._lock = threading.Lock()
         self._services: dict[str, dict[str, Registration]] = {}
 
@@ -42,6 +44,7 @@ class RegistryStore:
         when the id is held at another address: an entry is never moved while it is alive."""
         now = self.clock()
         with self._lock:
+            self._heard.add(service)
             instances = self._services.setdefault(service, {})
             existing = instances.get(instance_id)
             created = existing is None or self._expired(existing, now)
@@ -85,6 +88,15 @@ class RegistryStore:
                 name: [r.as_dict(now) for r in sorted(instances.values(), key=lambda r: r.instance_id)]
                 for name, instances in sorted(self._services.items())
             }
+
+    def warming_up(self, service: str) -> float:
+        """Seconds since start while younger than one TTL and no instance of `service` registered yet,
+        else 0. A restarted registry is empty until every live instance's next heartbeat (404, then a
+        new registration) has come: within one TTL."""
+        age = self.clock() - self.started
+        if age >= self.ttl or service in self._heard:
+            return 0.0
+        return max(age, 1e-6)
 
     def _expired(self, registration: Registration, now: float) -> bool:
         return now - registration.last_heartbeat > self.ttl
