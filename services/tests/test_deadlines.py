@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from helpers import FAST_ENV, OPERATOR, request_on
+from helpers import FAST_ENV, OPERATOR, read_response, request_on
 from shoplab.devtools.servers import LOOPBACK, wait_for
 
 ORDER_PAGE = (
@@ -181,3 +181,26 @@ def test_one_client_holds_no_more_than_its_share_of_connections(servers, service
     finally:
         for sock in held:
             sock.close()
+
+
+@pytest.mark.parametrize(
+    ("service", "operator_only"),
+    [("order", "GET /api/orders"), ("product", "POST /api/products")],
+    ids=["threads", "loop-handover"],
+)
+def test_a_body_the_app_did_not_read_does_not_cut_the_idle_connection_at_the_request_deadline(
+    stack, servers, service, operator_only
+):
+    """A 401 goes out before the rest of its (chunked) body arrives; the rest belongs to that request, so
+    the connection then idles on KEEPALIVE, not on REQUEST_TIMEOUT (the gateway's pooled connections)."""
+    env = stack.service_env(REQUEST_TIMEOUT="1", SERVICE_REGISTRY="")
+    instance = servers.start_service(service, f"{service}-unread-body", env)
+    with socket.create_connection((LOOPBACK, instance.port), timeout=10) as sock:
+        sock.sendall(
+            f"{operator_only} HTTP/1.1\r\nHost: lab\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n".encode()
+        )
+        assert read_response(sock).startswith(b"HTTP/1.1 401")
+        sock.sendall(b"0\r\n\r\n")  # the body's end, after the answer
+        time.sleep(2.5)  # past REQUEST_TIMEOUT, well within KEEPALIVE
+        assert request_on(sock, "/health").startswith(b"HTTP/1.1 200"), "the idle connection was cut"

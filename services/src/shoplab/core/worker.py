@@ -185,6 +185,11 @@ class KeepAliveThreadWorker(base.Worker):
                 self._set_busy(client, False)
                 if not keep_alive:
                     break
+                # What the app left of the body is this request's, read within its deadline: drained later
+                # by the parser, it would start the next request's clock and cut an idle keep-alive
+                # connection at REQUEST_TIMEOUT (a 401 before the body arrived whole did).
+                while req.body.read(65536):
+                    pass
                 reads.next_request(pending=bool(parser.unreader.buf.getvalue()))
         except http.errors.NoMoreData:
             pass  # the client closed between requests: the normal end of a keep-alive connection

@@ -7,6 +7,7 @@ gunicorn services, so this speaks just enough HTTP/1.1: Content-Length or chunke
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
@@ -214,6 +215,14 @@ class Connection:
     def close(self) -> None:
         self.sock.close()
 
+    def dropped(self) -> bool:
+        """Readable while idle: the server closed it (an idle timeout, a restart) or sent what no request
+        asked for. Checked before reuse, as urllib3 does: a request that may not be resent (a POST) must
+        not go out on a connection that is already gone."""
+        poller = select.poll()  # not select.select: descriptors past 1024 on a busy gateway
+        poller.register(self.sock, select.POLLIN)
+        return bool(poller.poll(0))
+
     def exchange(
         self, payload: bytes, head_request: bool, timeout: float, max_body: int
     ) -> tuple[UpstreamResponse, bool]:
@@ -239,7 +248,7 @@ class ConnectionPool:
             idle = self._idle.get(key)
             while idle:
                 conn = idle.pop()  # LIFO: the warmest connection first
-                if now - conn.last_used < MAX_IDLE_SECONDS:
+                if now - conn.last_used < MAX_IDLE_SECONDS and not conn.dropped():
                     return conn, True
                 conn.close()
         return Connection(key[0], key[1], self.connect_timeout), False
