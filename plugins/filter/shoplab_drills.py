@@ -10,9 +10,14 @@ judges a run (drills/shoplab_drill) reads the same checked dictionaries.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import yaml
+
+# Ansible loads filter plugins by path, not as a package: make the sibling module importable.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shoplab_fields import check_fields
 
 MODES = ("netns", "docker")
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -67,31 +72,8 @@ class DrillError(ValueError):
     """A drill file (or a requested override) is wrong; the message names the file and the field."""
 
 
-def _type_name(kind) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {int: "a whole number", float: "a number", str: "a string", list: "a list", dict: "a mapping"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _is(value, kind) -> bool:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    # YAML's true/false are ints to Python: never accept them as numbers.
-    return isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
-
-
 def _fields(where: str, data, spec: dict) -> None:
-    if not isinstance(data, dict):
-        raise DrillError(f"{where}: must be a mapping, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(spec))
-    if unknown:
-        raise DrillError(f"{where}.{unknown[0]}: unknown field (known: {', '.join(sorted(spec))})")
-    for field, (kind, required, *_) in spec.items():
-        if field not in data:
-            if required:
-                raise DrillError(f"{where}.{field}: missing")
-            continue
-        if not _is(data[field], kind):
-            raise DrillError(f"{where}.{field}: must be {_type_name(kind)}, got {data[field]!r}")
+    check_fields(where, data, spec, DrillError)
 
 
 def _check_fault(path: str, fault) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 # Ansible loads filter plugins by path, not as a package: make the sibling module importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shoplab_fields import check_fields
 from shoplab_topology import (
     HOST,
     shoplab_docker_networks,
@@ -94,29 +95,8 @@ class ExerciseError(ValueError):
     """A bad exercise: the message names the file and the field."""
 
 
-def _type_name(kind) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {int: "a whole number", float: "a number", str: "a string", list: "a list", dict: "a mapping"}
-    names[bool] = "true or false"
-    return " or ".join(names[k] for k in kinds)
-
-
 def _check_fields(where: str, data, spec: dict) -> None:
-    if not isinstance(data, dict):
-        raise ExerciseError(f"{where}: must be a mapping, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(spec))
-    if unknown:
-        raise ExerciseError(f"{where}.{unknown[0]}: unknown field (known: {', '.join(sorted(spec))})")
-    for field, (kind, required) in spec.items():
-        if field not in data:
-            if required:
-                raise ExerciseError(f"{where}.{field}: missing")
-            continue
-        value = data[field]
-        # YAML's true/false are ints to Python: a bool is never a number here, and only a bool is a bool.
-        is_bool = isinstance(value, bool)
-        if (kind is bool) != is_bool or not isinstance(value, kind):
-            raise ExerciseError(f"{where}.{field}: must be {_type_name(kind)}, got {value!r}")
+    check_fields(where, data, spec, ExerciseError)
 
 
 def _known_names(services: dict, instances: list[dict]) -> set[str]:
