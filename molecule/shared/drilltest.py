@@ -1,6 +1,8 @@
 """Run fault drills (playbooks/drill.yml) against a scenario's lab and read their report.json.
 
-Shared by both scenarios' test_70_drills.py: each passes how it runs a playbook against its lab.
+Shared by both scenarios' test_70_drills.py: each names its drills and how it runs a playbook against
+its lab, and binds the tests of drill_tests() to test_* names of its own module (pytest collects them
+there, in that order: the drills, then the heal).
 Durations are short (CI), the written expectations are the drills' own (drills/<kind>.yml): no timing
 is asserted here beyond them. Results go to a folder of the test's own, never the repository's.
 """
@@ -12,6 +14,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from labtest import tail
 
 Playbook = Callable[..., subprocess.CompletedProcess]
@@ -55,3 +58,18 @@ def assert_heal_leaves_nothing(playbook: Playbook) -> None:
     healed = playbook("drill.yml", "-e", "lab_drill_action=heal")
     assert healed.returncode == 0, tail(healed)
     assert "changed=0" in healed.stdout, tail(healed)
+
+
+def drill_tests(playbook: Playbook, faults: list[str]) -> tuple[Callable[..., None], Callable[[], None]]:
+    """A scenario's two drill tests: each of `faults` (drill kinds, drills/<kind>.yml) run in turn loses
+    no order and meets its written expectations; then healing again changes nothing."""
+
+    @pytest.mark.parametrize("fault", faults)
+    def test_drill_loses_no_order_and_meets_its_expectations(fault: str, tmp_path: Path) -> None:
+        report = run_drill(playbook, fault, tmp_path)
+        assert_no_order_lost_and_expectations_met(report, fault)
+
+    def test_no_fault_is_left_behind() -> None:
+        assert_heal_leaves_nothing(playbook)
+
+    return test_drill_loses_no_order_and_meets_its_expectations, test_no_fault_is_left_behind
