@@ -3,10 +3,12 @@ a TCP connection succeeds exactly when the flow data allows it, and a blocked on
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shlex
 
 from labdata import INSTANCES, MATRIX, TESTINFRA_HOSTS, TIERS
+from labtest import PROJECT_DIR
 
 testinfra_hosts = TESTINFRA_HOSTS
 
@@ -14,29 +16,29 @@ TIMEOUT = 3.0
 # A port nothing of the lab uses, for a listener on the host itself.
 HOST_PROBE_PORT = 18080
 
-# Probes every target in parallel; prints [{"address", "port", "ok", "seconds", "error"}] as JSON.
-PROBE = r"""
-import json, socket, sys, time
-from concurrent.futures import ThreadPoolExecutor
-def probe(target):
-    address, port = target
-    start = time.monotonic()
-    try:
-        socket.create_connection((address, port), timeout=float(sys.argv[2])).close()
-        ok, error = True, ""
-    except OSError as exc:
-        ok, error = False, type(exc).__name__
-    return {"address": address, "port": port, "ok": ok, "seconds": time.monotonic() - start, "error": error}
-targets = json.loads(sys.argv[1])
-with ThreadPoolExecutor(max_workers=len(targets)) as pool:
-    print(json.dumps(list(pool.map(probe, targets))))
-"""
+
+def _tcp_probe() -> str:
+    """The exercise grader's TCP probe (a script run with python3 -c: targets as JSON, a timeout)."""
+    path = PROJECT_DIR / "roles" / "lab_exercise" / "files" / "grade.py"
+    spec = importlib.util.spec_from_file_location("shoplab_grade", path)
+    grade = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grade)
+    return grade.TCP_PROBE
+
+
+# Probes every target in parallel.
+PROBE = _tcp_probe()
 
 
 def probe(lab, source: str, targets: list[tuple[str, int]]) -> list[dict]:
+    """[{"address", "port", "ok", "seconds", "error"}], one per target, in order."""
     prefix = "" if source == "host" else f"ip netns exec ns-{source} "
-    command = f"{prefix}python3 -c {shlex.quote(PROBE)} {shlex.quote(json.dumps(targets))} {TIMEOUT}"
-    return lab.json(command)
+    cells = [[f"{address}:{port}", address, port] for address, port in targets]
+    command = f"{prefix}python3 -c {shlex.quote(PROBE)} {shlex.quote(json.dumps(cells))} {TIMEOUT}"
+    return [
+        {"address": address, "port": port, "ok": ok, "seconds": seconds, "error": "" if ok else detail}
+        for (_label, address, port), ok, detail, seconds in lab.json(command)
+    ]
 
 
 def test_every_target_routes_through_a_lab_bridge(lab):

@@ -31,19 +31,23 @@ from xml.etree import ElementTree as ET
 COMMAND_TIMEOUT = 20
 BODY_LIMIT = 65536
 
-# Runs inside a namespace: connect to every (label, address, port) in parallel; JSON lines out.
+# Runs inside a namespace: connect to every (label, address, port) in parallel; prints JSON, one
+# [target, open, detail, seconds] per target. It stays a string of this file (Ansible's script module
+# copies grade.py alone to the lab host); molecule/default/tests/test_30_isolation.py reads it from here.
 TCP_PROBE = r"""
-import json, socket, sys
+import json, socket, sys, time
 from concurrent.futures import ThreadPoolExecutor
 targets, timeout = json.loads(sys.argv[1]), float(sys.argv[2])
 def probe(t):
+    start = time.monotonic()
     try:
         socket.create_connection((t[1], t[2]), timeout=timeout).close()
-        return [t, True, "open"]
+        found = [True, "open"]
     except socket.timeout:
-        return [t, False, "timed out"]
+        found = [False, "timed out"]
     except OSError as exc:
-        return [t, False, exc.strerror or type(exc).__name__]
+        found = [False, exc.strerror or type(exc).__name__]
+    return [t, *found, time.monotonic() - start]
 with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
     print(json.dumps(list(pool.map(probe, targets))))
 """
@@ -197,7 +201,7 @@ def check_tcp(lab: Lab, check: dict) -> tuple[bool, str, str]:
             continue
         # docker: a target with several addresses is open when any of them is.
         per_target: dict[str, list] = {}
-        for (label, address, port), is_open, detail in results:
+        for (label, address, port), is_open, detail, _seconds in results:
             per_target.setdefault(label, []).append((address, port, is_open, detail))
         for label, tries in per_target.items():
             opened = [t for t in tries if t[2]]
