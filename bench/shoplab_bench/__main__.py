@@ -8,13 +8,13 @@ import json
 import sys
 from pathlib import Path
 
+from shoplab_bench.runlog import add_run_command, run_logged
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shoplab_bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run a plan and render its report")
-    run.add_argument("plan", type=Path)
-    run.add_argument("out_dir", type=Path)
+    add_run_command(sub, "run a plan and render its report", "out_dir")
     render = sub.add_parser("render", help="render report.md and chart.png from a report.json")
     render.add_argument("report", type=Path)
     check = sub.add_parser(
@@ -36,21 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     from shoplab_bench.report import render_all
 
     if args.command == "run":
-        import signal
-
-        # `timeout` (and Ctrl-C) must still stop the floor and the nginx baselines and remove the chain.
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         from shoplab_bench.runner import run_plan
 
-        plan = json.loads(args.plan.read_text())
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        with open(args.out_dir / "run.log", "a", buffering=1) as progress:
-
-            def log(message: str) -> None:
-                print(message, flush=True)
-                progress.write(message + "\n")
-
-            report = run_plan(plan, args.out_dir, log=log)
+        # `timeout` (and Ctrl-C) must still stop the floor and the nginx baselines and remove the chain.
+        report = run_logged(args.plan, args.out_dir, run_plan)
         paths = render_all(report, args.out_dir)
     else:
         paths = render_all(json.loads(args.report.read_text()), args.report.parent)

@@ -8,13 +8,13 @@ import json
 import sys
 from pathlib import Path
 
+from shoplab_bench.runlog import add_run_command, run_logged
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shoplab_drill", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="one drill's load, check and result (started by roles/lab_drill)")
-    run.add_argument("plan", type=Path)
-    run.add_argument("folder", type=Path)
+    add_run_command(sub, "one drill's load, check and result (started by roles/lab_drill)", "folder")
     mark = sub.add_parser(
         "mark", help="note the time of an event (fault_start, fault_on, heal_start, healed)"
     )
@@ -65,24 +65,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_one(plan_path: Path, folder: Path) -> int:
-    import signal
-
     from shoplab_drill.runner import run_drill
 
     # SIGTERM (Ansible's async timeout) still stops the load and cleans the data up.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    plan = json.loads(plan_path.read_text())
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "run.log", "a", buffering=1) as progress:
-
-        def log(message: str) -> None:
-            import time
-
-            line = f"{time.strftime('%H:%M:%S')} {message}"
-            print(line, flush=True)
-            progress.write(line + "\n")
-
-        result = run_drill(plan, folder, log=log)
+    result = run_logged(plan_path, folder, run_drill, stamp=True)
     return 0 if result["error"] is None else 1
 
 
