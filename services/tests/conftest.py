@@ -14,9 +14,9 @@ import uuid
 import pytest
 import requests
 from helpers import FAST_ENV, OPERATOR
-from shoplab.core.eventloop import EventLoop
 from shoplab.devtools.servers import Servers
 from shoplab.devtools.stack import Stack, start_stack
+from shoplab.server.eventloop import EventLoop
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The gateway's small event loop (shoplab.core.eventloop): readiness, timers, calls from other threads."""
+"""The gateway's small event loop (shoplab.server.eventloop): readiness, timers, calls from other threads."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 import time
 
 from helpers import run_until
-from shoplab.core import eventloop
+from shoplab.server import eventloop
 
 
 def test_timers_run_in_time_order_and_cancelled_ones_never(loop):

@@ -1,4 +1,4 @@
-"""The event loop's Redis client (shoplab.core.loop_redis): the replies it reads, in pieces, against a real
+"""The event loop's Redis client (shoplab.server.loop_redis): the replies it reads, in pieces, against a real
 Redis server, and what it does when the server fails, stays silent or answers something unexpected."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ import threading
 import pytest
 import redis
 from helpers import run_until
-from shoplab.core.loop_redis import (
+from shoplab.devtools.servers import LOOPBACK
+from shoplab.server.loop_redis import (
     LoopRedis,
     RedisProtocolError,
     RedisReplyError,
     encode_command,
     parse_reply,
 )
-from shoplab.devtools.servers import LOOPBACK
 
 
 def replies(loop, client: LoopRedis, *commands: tuple) -> list[tuple]:

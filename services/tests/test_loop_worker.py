@@ -1,4 +1,4 @@
-"""The gateway's event-loop worker (shoplab.gateway.loop_worker) on a real socket: what a client can do to
+"""The gateway's event-loop worker (shoplab.server.gateway_worker) on a real socket: what a client can do to
 a connection (pipeline, trickle, half-close, switch to a non-proxied request), what an instance can do to
 the gateway (close a pooled connection, send a header that may not be relayed), and a graceful stop."""
 

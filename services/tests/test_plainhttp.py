@@ -1,5 +1,5 @@
-"""The worker's plain-HTTP/1.1 fast path (shoplab.core.plainhttp): what it takes, what it hands to gunicorn's
-parser, that its environ is gunicorn's, and that both paths answer on one connection."""
+"""The worker's plain-HTTP/1.1 fast path (shoplab.server.plainhttp): what it takes, what it hands to
+gunicorn's parser, that its environ is gunicorn's, and that both paths answer on one connection."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from gunicorn import http
 from gunicorn.config import Config as GunicornConfig
 from gunicorn.http import wsgi
-from shoplab.core import plainhttp
-from shoplab.core.loop_worker import encode_answer
+from shoplab.server import plainhttp
+from shoplab.server.loop_worker import encode_answer
 
 LIMITS = plainhttp.Limits.from_gunicorn(GunicornConfig())
 CLIENT, SERVER = ("10.0.0.7", 40000), ("172.20.0.10", 3000)

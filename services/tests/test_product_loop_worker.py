@@ -1,4 +1,4 @@
-"""The product service's event-loop worker (shoplab.product.loop_worker) on real sockets: cache hits on the
+"""The product service's event-loop worker (shoplab.server.product_worker) on real sockets: cache hits on the
 loop, everything else on its thread pool, one connection carrying both in order."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The app server every service runs (shoplab.core.worker under gunicorn): keep-alive, limits, shutdown,
+"""The app server every service runs (shoplab.server.worker under gunicorn): keep-alive, limits, shutdown,
 and the buffered access lines it writes (shoplab.core.logs)."""
 
 from __future__ import annotations

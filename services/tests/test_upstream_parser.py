@@ -1,10 +1,10 @@
-"""The gateway's HTTP/1.1 response reader (shoplab.gateway.upstream.ResponseParser), which the blocking pool
+"""The gateway's HTTP/1.1 response reader (shoplab.server.upstream.ResponseParser), which the blocking pool
 and the event loop share, fed the way a socket delivers bytes: whole, in pieces, or one at a time."""
 
 from __future__ import annotations
 
 import pytest
-from shoplab.gateway.upstream import ResponseParser, _Closed
+from shoplab.server.upstream import ResponseParser, _Closed
 
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\n{"id": 7}'
 

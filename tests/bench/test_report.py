@@ -184,12 +184,12 @@ def test_profile_summary_by_area():
         "process 1;Thread.run (threading.py:10);handle (gunicorn/workers/gthread.py:5);"
         "log_request (shoplab/core/logs.py:20) 30\n"
         "process 1;Thread.run (threading.py:10);handle (gunicorn/workers/gthread.py:5);"
-        "_read_head (shoplab/gateway/upstream.py:40) 70\n"
+        "_read_head (shoplab/server/upstream.py:40) 70\n"
     )
     prof = summarize(collapsed)
     assert prof["samples"] == 100
     assert prof["self"][0] == {
-        "frame": "_read_head (shoplab/gateway/upstream.py)",
+        "frame": "_read_head (shoplab/server/upstream.py)",
         "samples": 70,
         "percent": 70.0,
     }

@@ -14,10 +14,10 @@ from shoplab.core.registry_client import Heartbeat, Instance, RegistryClient, Re
 
 # Services that announce themselves to the registry (the registry and the gateway do not).
 REGISTERING = ("product", "order")
-THREAD_WORKER = "shoplab.core.worker.KeepAliveThreadWorker"
+THREAD_WORKER = "shoplab.server.worker.KeepAliveThreadWorker"
 DEFAULT_WORKER_CLASS = {
-    "gateway": "shoplab.gateway.loop_worker.EventLoopWorker",
-    "product": "shoplab.product.loop_worker.CachedReadsLoopWorker",
+    "gateway": "shoplab.server.gateway_worker.EventLoopWorker",
+    "product": "shoplab.server.product_worker.CachedReadsLoopWorker",
 }
 
 
@@ -27,9 +27,9 @@ def gunicorn_options(config: Config) -> dict:
     options = {
         "bind": f"{config.bind_host}:{config.port}",
         "workers": workers,
-        # The gateway and the product service: an event loop per worker (shoplab.core.loop_worker) for
+        # The gateway and the product service: an event loop per worker (shoplab.server.loop_worker) for
         # the proxy path and the cache hits. The others: one thread per connection, served in a loop
-        # (shoplab.core.worker explains why not gthread).
+        # (shoplab.server.worker explains why not gthread).
         "worker_class": os.environ.get("WORKER_CLASS")
         or DEFAULT_WORKER_CLASS.get(config.service, THREAD_WORKER),
         # The product's loop: threads running Flask for what is not a cache hit. gthread: its pool.

@@ -105,7 +105,7 @@ class ProductCache:
         return time.monotonic() >= self._down_until
 
     def failed(self, operation: str, error: Exception) -> None:
-        """Skip Redis for `backoff_seconds` (also used by the event loop's client, `core.loop_redis`)."""
+        """Skip Redis for `backoff_seconds` (also used by the event loop's client, `server.loop_redis`)."""
         self._down_until = time.monotonic() + self.backoff_seconds
         log.warning("redis %s failed, serving from PostgreSQL: %s", operation, error)
 

@@ -214,7 +214,7 @@ class Config:
             # Expiry at three missed heartbeats.
             registry_ttl=_env_float("REGISTRY_TTL", 3 * heartbeat),
             log_level=_env("LOG_LEVEL", "INFO").upper(),
-            # Plain HTTP/1.1 requests served by shoplab.core.plainhttp rather than gunicorn's parser.
+            # Plain HTTP/1.1 requests served by shoplab.server.plainhttp rather than gunicorn's parser.
             http_fast_path=_env_bool("HTTP_FAST_PATH", True),
             access_log=_env_bool("ACCESS_LOG", True),
             # Seconds between writes of buffered access lines; 0 writes each line as it happens.

@@ -6,7 +6,7 @@
 - An answer must be taken by the client within WRITE_TIMEOUT (a client that never reads).
 - One client address holds at most MAX_CONNECTIONS_PER_CLIENT connections per worker process.
 
-The thread worker (`core.worker`) applies them with the classes here; the event loop (`core.loop_worker`)
+The thread worker (`server.worker`) applies them with the classes here; the event loop (`server.loop_worker`)
 with the same numbers on its own clock.
 """
 

@@ -19,7 +19,7 @@ from shoplab.core.problems import PROBLEM_CONTENT_TYPE, drain_body, problem_body
 from shoplab.core.registry_client import Instance
 from shoplab.gateway.admission import FifoGate
 from shoplab.gateway.balancer import Balancer
-from shoplab.gateway.upstream import Broken, ConnectionPool, NotReached, UpstreamRequest, UpstreamResponse
+from shoplab.server.upstream import Broken, ConnectionPool, NotReached, UpstreamRequest, UpstreamResponse
 
 log = logging.getLogger("shoplab.gateway.proxy")
 

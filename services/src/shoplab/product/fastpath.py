@@ -3,7 +3,7 @@
 A hit is a Redis GET/HGET and the stored bytes written back, so it skips Flask's routing and request
 context, which cost more than everything else on this path. Anything that is not a plain, well-formed
 cache hit falls through to the Flask app, which does the full validation, the misses and the errors.
-The product's event-loop worker (`product.loop_worker`) reads the same commands without blocking.
+The product's event-loop worker (`server.product_worker`) reads the same commands without blocking.
 """
 
 from __future__ import annotations

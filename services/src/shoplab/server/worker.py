@@ -8,7 +8,7 @@ connection's thread reads, answers and waits for the next request on the same so
 recv and one send, no hand-off. Concurrency is the number of open connections (`worker_connections`),
 not a thread-pool size, so a slow upstream never queues other clients behind a busy pool.
 
-Plain HTTP/1.1 and 1.0 requests are parsed and answered by `shoplab.core.plainhttp` (HTTP_FAST_PATH, on by
+Plain HTTP/1.1 and 1.0 requests are parsed and answered by `shoplab.server.plainhttp` (HTTP_FAST_PATH, on by
 default); the first request that is anything else hands the connection, with the bytes already read, to
 gunicorn's own parser, limits, `wsgi.create`, error answers (400/431…) and hooks. max_requests and the
 arbiter's heartbeat and graceful shutdown are gunicorn's in both cases.
@@ -30,7 +30,8 @@ from gunicorn import config, http, util
 from gunicorn.http import wsgi
 from gunicorn.workers import base
 
-from shoplab.core import deadlines, plainhttp
+from shoplab.core import deadlines
+from shoplab.server import plainhttp
 
 ACCEPT_DELAY_PER_CONNECTION = 0.0001
 ACCEPT_DELAY_MAX = 0.02

@@ -17,8 +17,8 @@ import socket
 import time
 from collections.abc import Callable
 
-from shoplab.core.eventloop import EventLoop, Timer
-from shoplab.gateway.upstream import (
+from shoplab.server.eventloop import EventLoop, Timer
+from shoplab.server.upstream import (
     MAX_IDLE_PER_HOST,
     MAX_IDLE_SECONDS,
     RECV_SIZE,

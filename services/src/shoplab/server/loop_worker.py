@@ -1,6 +1,6 @@
 """A gunicorn worker with one event loop per process: plain HTTP requests are read and answered on it.
 
-With a thread per connection (`shoplab.core.worker`), every request woke threads in turn (the client's,
+With a thread per connection (`shoplab.server.worker`), every request woke threads in turn (the client's,
 the next holder of the GIL, in the gateway the gate's next waiter), and on a 2-vCPU VM each cross-CPU
 wake-up is an interrupt through the hypervisor. Here one thread per worker reads requests, hands each to
 the service's handler and writes the answers, each socket watched by epoll.
@@ -23,9 +23,9 @@ import time
 
 from gunicorn import util
 
-from shoplab.core import plainhttp
-from shoplab.core.eventloop import EventLoop
-from shoplab.core.worker import ACCEPT_DELAY_MAX, ACCEPT_DELAY_PER_CONNECTION, KeepAliveThreadWorker
+from shoplab.server import plainhttp
+from shoplab.server.eventloop import EventLoop
+from shoplab.server.worker import ACCEPT_DELAY_MAX, ACCEPT_DELAY_PER_CONNECTION, KeepAliveThreadWorker
 
 RECV_SIZE = 65536
 # Bytes a client may send ahead (pipelining) while its request is being served, before we stop reading.

@@ -1,9 +1,9 @@
 """The gateway's gunicorn worker: one event loop per process for the proxy path, threads for the rest.
 
-With a thread per connection (`shoplab.core.worker`), every proxied request woke three threads in turn
+With a thread per connection (`shoplab.server.worker`), every proxied request woke three threads in turn
 (the client's, the gate's next waiter, the GIL's next holder): the benchmark counted 7.7-11.2 context
 switches per request in the gateway and the product instances together (3.6-4.1 with this worker).
-`shoplab.core.loop_worker` reads and answers the requests; this module forwards them on pooled
+`shoplab.server.loop_worker` reads and answers the requests; this module forwards them on pooled
 non-blocking upstream connections.
 
 The loop takes plain requests for `/api/products…` and `/api/orders…`; Flask's own routes (/ready, /,
@@ -17,12 +17,12 @@ from __future__ import annotations
 import functools
 import time
 
-from shoplab.core.eventloop import Timer
-from shoplab.core.loop_worker import LoopClient, LoopHttpWorker, encode_answer, wsgi_layer
 from shoplab.gateway.admission import FifoGate
-from shoplab.gateway.loop_upstream import LoopUpstream
 from shoplab.gateway.proxy import Attempts, Outcome, Plan, Proxy, route
-from shoplab.gateway.upstream import UpstreamResponse
+from shoplab.server.eventloop import Timer
+from shoplab.server.loop_upstream import LoopUpstream
+from shoplab.server.loop_worker import LoopClient, LoopHttpWorker, encode_answer, wsgi_layer
+from shoplab.server.upstream import UpstreamResponse
 
 
 class EventLoopWorker(LoopHttpWorker):

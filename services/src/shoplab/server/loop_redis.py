@@ -17,7 +17,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from shoplab.core.eventloop import EventLoop
+from shoplab.server.eventloop import EventLoop
 
 RECV_SIZE = 65536
 # A reply larger than this is not a cached product page: the connection is dropped, not buffered on.

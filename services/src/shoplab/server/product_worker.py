@@ -3,7 +3,7 @@
 A cached GET is a Redis read and the stored bytes written back. With a thread per connection it woke the
 connection's thread for the request and again for Redis's reply, each time taking the GIL from another
 thread. Here the worker's one loop thread reads the request, sends the read on a pipelined non-blocking
-Redis connection (`core.loop_redis`) and writes the answer. Everything else (misses, writes, errors,
+Redis connection (`server.loop_redis`) and writes the answer. Everything else (misses, writes, errors,
 /ready) runs the Flask app on a small thread pool, and the loop writes its answer: the connection
 stays on the loop. A Redis failure starts the cache's backoff, as on the thread path, and the request
 is served by Flask from PostgreSQL.
@@ -16,11 +16,11 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from shoplab.core.logs import log_request
-from shoplab.core.loop_redis import LoopRedis
-from shoplab.core.loop_worker import LoopClient, LoopHttpWorker, encode_answer, wsgi_layer
-from shoplab.core.plainhttp import PlainResponse, run_app
 from shoplab.core.problems import PROBLEM_CONTENT_TYPE, problem_body
 from shoplab.product.fastpath import CachedReads, hit_headers, read_command
+from shoplab.server.loop_redis import LoopRedis
+from shoplab.server.loop_worker import LoopClient, LoopHttpWorker, encode_answer, wsgi_layer
+from shoplab.server.plainhttp import PlainResponse, run_app
 
 
 class CachedReadsLoopWorker(LoopHttpWorker):
