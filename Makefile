@@ -32,7 +32,7 @@ $(VENV)/.installed: requirements.txt services/pyproject.toml
 	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet -e 'services[test]'
+	$(PY) -m pip install --quiet -e 'services[test,alternatives]'
 	touch $@
 
 venv: $(VENV)/.installed ## Create the virtualenv with pinned tools

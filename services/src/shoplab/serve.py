@@ -94,7 +94,13 @@ class ServiceApplication(BaseApplication):
 
     def load(self):
         # Imported in the worker, after the fork: pools and sockets are never shared across processes.
-        return importlib.import_module(f"shoplab.{self.service}").create_app(self.config)
+        app = importlib.import_module(f"shoplab.{self.service}").create_app(self.config)
+        if "asgi_alternative" in str(self.cfg.worker_class_str):
+            # The benchmark's asyncio alternative (shoplab/server/README.md): the service as an ASGI app.
+            from shoplab.server.asgi_alternative import asgi_app
+
+            return asgi_app(self.service, app)
+        return app
 
 
 def main(argv: list[str] | None = None) -> None:
