@@ -58,14 +58,19 @@ def start_floor(
     workers: int = 2,
     nginx: bool = True,
     scheduling: dict[str, str] | None = None,
+    *,
+    per_service_env: dict[str, dict[str, str]] | None = None,
     **env: str,
 ) -> Floor:
     """Start Redis, PostgreSQL, the four services (gunicorn, `workers` each) and nginx on loopback.
 
     `scheduling`: service -> CPU scheduling policy (the topology's `cpu_scheduling`), applied as the netns
-    units and the containers apply it, so the floor differs from the modes by the namespaces only."""
+    units and the containers apply it, so the floor differs from the modes by the namespaces only.
+    `per_service_env`: service -> environment for its instances only (the server-stack alternatives)."""
     env.setdefault("LOG_LEVEL", "INFO")
-    stack = start_stack(products=products, orders=orders, workers=workers, **env)
+    stack = start_stack(
+        products=products, orders=orders, workers=workers, per_service_env=per_service_env, **env
+    )
     try:
         apply_scheduling(stack, scheduling or {})
         proxy = _start_nginx(stack) if nginx else None

@@ -26,6 +26,8 @@ AREAS = (
     ("shoplab/server/gateway_worker", "our event-loop worker (accept, client connections, answers)"),
     ("shoplab/server/loop_upstream", "our non-blocking upstream pool"),
     ("shoplab/server/eventloop", "event loop (selectors)"),
+    ("shoplab/server/loop_worker", "our event-loop worker (accept, client connections, answers)"),
+    ("shoplab/server/upstream", "our proxy (upstream client, balancer)"),
     ("shoplab/gateway", "our proxy (upstream client, balancer)"),
     ("shoplab/server/worker", "our keep-alive worker (accept, connection loop)"),
     ("shoplab/server/plainhttp", "our plain-HTTP/1.1 path (parsing, answers)"),

@@ -15,6 +15,7 @@ from shoplab_bench.summary import (
     find,
     median_rps,
     ratio,
+    round_ratios,
 )
 
 
@@ -335,6 +336,49 @@ def cleanup_lines(report: dict) -> list[str]:
     return lines
 
 
+ALT_COLUMNS = ["stack", "path", "req/s median [min-max]", "p99 ms median [min-max]",
+               "ours / it, per round", "ours / it, medians"]  # fmt: skip
+
+
+def alternatives_table(rows: list[dict], plan: dict) -> list[str]:
+    """The hand-written server stack (floor-gateway, floor-direct) against each kept-library alternative
+    (plan `floor.variants`, services/src/shoplab/server/README.md), wrk on the cached GETs, same rounds."""
+    variants = {v["name"]: v.get("about", "") for v in plan.get("floor", {}).get("variants", [])}
+    if not variants:
+        return []
+    lines = ["## Server stack: ours against the kept libraries", "",
+             "Each alternative runs a floor of its own (Redis, PostgreSQL, registry, 2 product, 2 order, "
+             "gateway), measured in the same rounds as `floor-gateway` / `floor-direct`. A hand-written part "
+             "stays only where ours serves >= 1.10x the best alternative at the same p99.", ""]  # fmt: skip
+    for endpoint in ("products", "product"):
+        for ours_path, alt_path, label in (("gateway", "alt-gateway", "through the gateway"),
+                                           ("direct", "alt-direct", "product instance alone")):  # fmt: skip
+            ours = find(rows, "floor", ours_path, endpoint)
+            alts = [
+                r for r in rows if r["path"] == alt_path and r["endpoint"] == endpoint and r["tool"] == "wrk"
+            ]
+            if not ours or not alts:
+                continue
+            lines += [
+                f"### {DESIGN_KEYS[endpoint]}, {label}",
+                "",
+                _row(ALT_COLUMNS),
+                _row(["---"] * len(ALT_COLUMNS)),
+            ]
+            p99 = lambda r: r["latency_ms"]["p99"]  # noqa: E731
+            lines.append(_row(["ours (hand-written)", ours["target"], _range(ours["rps"]),
+                               _range(p99(ours), "{:.1f}"), "", ""]))  # fmt: skip
+            for alt in alts:
+                name = alt["target"].split("-", 2)[2]
+                per_round = ", ".join(f"{x:.2f}" for x in round_ratios(ours, alt))
+                medians = ratio(median_rps(ours), median_rps(alt))
+                lines.append(_row([f"{name}: {variants.get(name, '')}", alt["target"], _range(alt["rps"]),
+                                   _range(p99(alt), "{:.1f}"), per_round,
+                                   f"{medians:.2f}" if medians else "-"]))  # fmt: skip
+            lines.append("")
+    return lines
+
+
 def render_markdown(report: dict) -> str:
     rows = aggregate(report["cases"])
     env = report.get("environment", {})
@@ -357,6 +401,7 @@ def render_markdown(report: dict) -> str:
                   "machine before comparing with the targets."]  # fmt: skip
     lines += ["", "## The design document's table, with ours beside it", "",
               *design_doc_table(rows, plan), "",
+              *alternatives_table(rows, plan),
               "## Why (computed from the numbers above)", "", *why(rows, plan.get("notes")), "",
               "## Targets measured", "", *targets_table(plan, report.get("skipped", [])), "",
               "## Every case", "", *case_table(rows),

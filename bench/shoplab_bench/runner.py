@@ -55,6 +55,23 @@ def floor_targets(floor, lab_prefix: list[str]) -> list[dict]:
     return targets
 
 
+def variant_targets(
+    name: str, floor, endpoints: tuple = ("products", "product"), paths: tuple = ("gateway", "direct")
+) -> list[dict]:
+    """One server-stack alternative (plan `floor.variants`): its own floor's gateway and first product
+    instance, GETs only, measured beside `floor-gateway` in the same rounds."""
+    loop = {"devices": [], "subnets": [], "gateways": []}
+    base = {"mode": "floor", "prefix": [], "lab": loop, "lua_dir": LUA_DIR, "scope": "floor",
+            "variant": name, "endpoints": list(endpoints), "tools": ["wrk"]}  # fmt: skip
+    targets = [
+        {**base, "name": f"floor-gateway-{name}", "path": "alt-gateway", "products_url": floor.gateway,
+         "orders_url": floor.gateway},
+        {**base, "name": f"floor-direct-{name}", "path": "alt-direct", "products_url": floor.product,
+         "orders_url": floor.order},
+    ]  # fmt: skip
+    return [t for t in targets if t["path"].removeprefix("alt-") in paths]
+
+
 def build_cases(
     targets: list[dict],
     endpoints: list[str],
@@ -207,6 +224,7 @@ class Running:
         self.run_id = run_id or cleanup.new_run_id()
         self.out_dir = out_dir  # where the recorded stock is saved (RECORDED), for a later `cleanup`
         self.floor = None
+        self.variant_floors: list = []  # plan `floor.variants`: one floor per server-stack alternative
         self.nginxes: list = []
         # mode -> (database, the stock recorded before the restock)
         self.recorded: dict[str, tuple[cleanup.Database, list[dict]]] = {}
@@ -214,6 +232,8 @@ class Running:
     def stop(self) -> None:
         for handle in self.nginxes:
             handle.stop()
+        for floor in self.variant_floors:
+            floor.stop()
         if self.floor:
             self.floor.stop()
 
@@ -245,6 +265,7 @@ def start_targets(plan: dict, running: Running, classifier: cpu.Classifier, repo
         targets += floor_targets(running.floor, [])
         if plan["floor"].get("only_gateway"):
             targets = [t for t in targets if t["path"] == "gateway"]
+        targets += start_variants(plan, running, log)
     targets += plan.get("targets", [])
     for spec in plan.get("mode_nginx", []):
         from shoplab_bench import modenginx
@@ -258,6 +279,30 @@ def start_targets(plan: dict, running: Running, classifier: cpu.Classifier, repo
         except (RuntimeError, guard.RouteRefused, subprocess.SubprocessError) as error:
             log(f"no nginx baseline for {spec['target']['name']}: {error}")
             report["skipped"].append({"target": spec["target"]["name"], "why": str(error)})
+    return targets
+
+
+def start_variants(plan: dict, running: Running, log) -> list[dict]:
+    """The server-stack alternatives (services/src/shoplab/server/README.md): each a floor of its own,
+    the same services with another worker class, upstream pool or Redis client for the gateway and the
+    product instances (`env`: service -> environment), stopped with the run."""
+    from shoplab_bench.floor import start_floor
+
+    targets = []
+    for variant in plan["floor"].get("variants", []):
+        log(f"starting the {variant['name']} floor ({variant.get('about', '')})")
+        floor = start_floor(
+            nginx=False,
+            workers=plan["floor"].get("workers", 2),
+            scheduling=plan["floor"].get("cpu_scheduling", {}),
+            per_service_env=variant.get("env", {}),
+        )
+        running.variant_floors.append(floor)
+        targets += variant_targets(
+            variant["name"], floor, paths=tuple(variant.get("paths", ("gateway", "direct")))
+        )
+        if plan["floor"].get("only_gateway"):
+            targets = [t for t in targets if t["path"] == "alt-gateway"]
     return targets
 
 

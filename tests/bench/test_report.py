@@ -236,3 +236,18 @@ def test_ratio_targets_show_each_rounds_pair_beside_the_ratio_of_medians():
     # Ratio of medians: docker's median is round 2's rate (3 runs), netns's the mean of rounds 1 and 2.
     assert check["measured"].endswith("(per round 1.00, 1.00)")
     assert check["met"] is False
+
+
+def test_the_server_stack_table_sets_ours_beside_each_alternative():
+    cases = [
+        record("floor-gateway", "products", "wrk", "wrk_get_products.txt"),
+        record("floor-alt-gateway", "products", "wrk", "wrk_post_orders.txt"),
+    ]  # fmt: skip
+    cases[1]["target"] = "floor-gateway-gthread"
+    rows = summary.aggregate(cases)
+    plan = {"floor": {"variants": [{"name": "gthread", "about": "gunicorn gthread"}]}}
+    lines = report.alternatives_table(rows, plan)
+    assert any(line.startswith("| ours (hand-written) | floor-gateway |") for line in lines)
+    (alt,) = [line for line in lines if "floor-gateway-gthread" in line]
+    assert alt.startswith("| gthread: gunicorn gthread | floor-gateway-gthread |")
+    assert report.alternatives_table(rows, {}) == []

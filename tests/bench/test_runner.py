@@ -142,3 +142,14 @@ def test_cpu_snapshot_reads_this_process():
     assert os.getpid() in snap
     busy, total = cpu.machine_ticks()
     assert 0 < busy <= total
+
+
+def test_a_variant_floor_is_measured_on_its_own_paths_with_wrk_on_gets():
+    class Floor:
+        gateway, product, order = "http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"
+
+    targets = runner.variant_targets("uvicorn", Floor(), paths=("gateway",))
+    assert [t["name"] for t in targets] == ["floor-gateway-uvicorn"]
+    assert targets[0]["path"] == "alt-gateway" and targets[0]["tools"] == ["wrk"]
+    cases = runner.build_cases(targets, ["products", "orders"], [False])
+    assert cases == [{"target": "floor-gateway-uvicorn", "endpoint": "products", "tool": "wrk"}]

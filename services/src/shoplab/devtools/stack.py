@@ -18,6 +18,8 @@ class Stack:
     products: list[Process] = field(default_factory=list)
     orders: list[Process] = field(default_factory=list)
     common_env: dict[str, str] = field(default_factory=dict)
+    # service -> more environment for its instances only (e.g. another WORKER_CLASS for the gateway)
+    per_service_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def redis_url(self) -> str:
@@ -51,6 +53,7 @@ class Stack:
         }
 
     def start_instance(self, service: str, name: str, wait: bool = True, **env: str) -> Process:
+        env = {**self.per_service_env.get(service, {}), **env}
         return self.servers.start_service(service, name, self.service_env(**env), wait=wait)
 
     def wait_registered(self, service: str, instance_ids: set[str], timeout: float = 20) -> None:
@@ -71,10 +74,13 @@ def start_stack(
     workers: int = 1,
     gateway_port: int | None = None,
     servers: Servers | None = None,
+    *,
+    per_service_env: dict[str, dict[str, str]] | None = None,
     **common_env: str,
 ) -> Stack:
     """Start everything and wait until the gateway can route to every instance. The per-lab tokens are
-    made up here unless `common_env` brings them (SHOPLAB_REGISTRY_TOKEN, SHOPLAB_OPERATOR_TOKEN)."""
+    made up here unless `common_env` brings them (SHOPLAB_REGISTRY_TOKEN, SHOPLAB_OPERATOR_TOKEN).
+    `per_service_env`: service -> environment for that service's instances only."""
     servers = servers or Servers()
     try:
         redis = servers.start_redis()
@@ -83,14 +89,18 @@ def start_stack(
         for name in ("SHOPLAB_REGISTRY_TOKEN", "SHOPLAB_OPERATOR_TOKEN"):
             common_env.setdefault(name, secrets.token_urlsafe(24))
         registry = servers.start_service("registry", "registry", dict(common_env))
-        stack = Stack(servers, redis, database_url, registry, gateway=None, common_env=common_env)  # type: ignore[arg-type]
+        stack = Stack(servers, redis, database_url, registry, gateway=None, common_env=common_env,  # type: ignore[arg-type]
+                      per_service_env=per_service_env or {})  # fmt: skip
         # The first product instance creates and seeds the schema; the rest start in parallel.
         stack.products.append(stack.start_instance("product", "product-1"))
         for i in range(2, products + 1):
             stack.products.append(stack.start_instance("product", f"product-{i}", wait=False))
         for i in range(1, orders + 1):
             stack.orders.append(stack.start_instance("order", f"order-{i}", wait=False))
-        gateway_env = stack.service_env(**({"PORT": str(gateway_port)} if gateway_port else {}))
+        gateway_env = stack.service_env(
+            **stack.per_service_env.get("gateway", {}),
+            **({"PORT": str(gateway_port)} if gateway_port else {}),
+        )
         stack.gateway = servers.start_service("gateway", "gateway", gateway_env)
         for process in stack.products + stack.orders:
             ready = f"http://{LOOPBACK}:{process.port}/ready"
