@@ -3,6 +3,9 @@
 asyncio would do, but its transports, futures and tasks cost more Python per request than the whole
 proxy path of the gateway; this is the part of it the gateway needs. Callbacks run on the loop's thread
 and must not block.
+
+Kept (make bench 2026-12-05): the gateway on it served 1.78x the gateway on uvicorn + uvloop (12,186
+against 6,833 req/s, medians of 5 interleaved rounds).
 """
 
 from __future__ import annotations

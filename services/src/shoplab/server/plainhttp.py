@@ -9,6 +9,9 @@ plain: here they cost a split and a regex per line, and the answer leaves in one
 `parse_head` accepts only what it can judge without doubt and returns None for anything else; the worker
 then hands the connection, with the bytes already read, to gunicorn's parser, which applies its own
 limits and error answers. So nothing gunicorn would refuse is accepted here.
+
+Kept (make bench 2026-12-05, gateway cached GET): ours 12,186 req/s against uvicorn with httptools
+6,833 and with h11 5,639 (medians of 5 interleaved rounds).
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ Redis connection (`server.loop_redis`) and writes the answer. Everything else (m
 /ready) runs the Flask app on a small thread pool, and the loop writes its answer: the connection
 stays on the loop. A Redis failure starts the cache's backoff, as on the thread path, and the request
 is served by Flask from PostgreSQL.
+
+Kept (make bench 2026-12-05, 5 interleaved rounds): through our gateway 12,186 req/s against 8,621
+with the product on uvicorn + redis.asyncio/hiredis (1.41x), alone 38,538 against 17,124.
 """
 
 from __future__ import annotations
