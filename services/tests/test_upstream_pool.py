@@ -8,7 +8,7 @@ import time
 
 from helpers import OPERATOR
 from shoplab.devtools.servers import LOOPBACK
-from shoplab.gateway.upstream import ConnectionPool, UpstreamRequest
+from shoplab.server.upstream import ConnectionPool, UpstreamRequest
 
 
 def test_a_pooled_connection_the_instance_closed_is_not_reused_for_a_post(stack, servers):
