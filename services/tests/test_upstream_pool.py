@@ -1,5 +1,6 @@
-"""The gateway's blocking connection pool (the thread path) never sends on a connection the instance has
-already closed: a request that may not be resent (a POST) would otherwise fail with a 502."""
+"""The gateway's blocking upstream pool (the thread path: what the event loop hands over) never sends on a
+connection the instance has already closed: a request that may not be resent (a POST) would otherwise
+fail with a 502."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import time
 
 from helpers import OPERATOR
 from shoplab.devtools.servers import LOOPBACK
-from shoplab.server.upstream import ConnectionPool, UpstreamRequest
+from shoplab.server.blocking_upstream import make_pool
+from shoplab.server.upstream import UpstreamRequest
 
 
 def test_a_pooled_connection_the_instance_closed_is_not_reused_for_a_post(stack, servers):
     instance = servers.start_service("product", "product-short-keepalive", stack.service_env(KEEPALIVE="1"))
-    pool = ConnectionPool(connect_timeout=3)
+    pool = make_pool(connect_timeout=3)
     health = UpstreamRequest("GET", "/health", [], b"", may_resend=True)
     assert pool.request(LOOPBACK, instance.port, health, timeout=5).status == 200
     time.sleep(2.5)  # the instance closes the idle pooled connection after KEEPALIVE

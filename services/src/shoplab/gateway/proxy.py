@@ -19,7 +19,7 @@ from shoplab.core.problems import PROBLEM_CONTENT_TYPE, drain_body, problem_body
 from shoplab.core.registry_client import Instance
 from shoplab.gateway.admission import FifoGate
 from shoplab.gateway.balancer import Balancer
-from shoplab.server.alternatives import make_pool
+from shoplab.server.blocking_upstream import make_pool
 from shoplab.server.upstream import Broken, NotReached, UpstreamRequest, UpstreamResponse
 
 log = logging.getLogger("shoplab.gateway.proxy")
@@ -96,7 +96,7 @@ class Proxy:
         self.app = app
         self.config = config
         self.balancer = balancer
-        self.pool = make_pool(config.gateway_connect_timeout)  # ours unless GATEWAY_UPSTREAM_POOL says
+        self.pool = make_pool(config.gateway_connect_timeout)  # urllib3 unless GATEWAY_UPSTREAM_POOL says
         self.gates = {
             service: FifoGate(limit) for service, limit in config.gateway_max_inflight.items() if limit > 0
         }

@@ -6,7 +6,6 @@ from flask import Flask
 
 from shoplab.core.config import Config
 from shoplab.core.data_service import create_data_service_app
-from shoplab.product.fastpath import CachedReads
 from shoplab.product.repository import ProductRepository
 from shoplab.product.routes import bp
 
@@ -18,6 +17,4 @@ def create_app(config: Config | None = None) -> Flask:
         config, bp, operator_guards="catalogue writes", seed=True, report_redis=True
     )
     app.extensions["shoplab.products"] = ProductRepository(app.extensions["shoplab.db"])
-    # Cache hits are answered in front of Flask (misses and everything else go through it).
-    app.wsgi_app = CachedReads(app.wsgi_app, app.extensions["shoplab.cache"])
     return app

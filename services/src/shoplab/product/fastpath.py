@@ -1,18 +1,15 @@
-"""Cache hits answered before Flask: the benchmark's hot path (GET /api/products…, cached).
+"""Which requests a cache hit may answer before Flask: the benchmark's hot path (GET /api/products…).
 
-A hit is a Redis GET/HGET and the stored bytes written back, so it skips Flask's routing and request
-context, which cost more than everything else on this path. Anything that is not a plain, well-formed
-cache hit falls through to the Flask app, which does the full validation, the misses and the errors.
-The product's event-loop worker (`server.product_worker`) reads the same commands without blocking.
+A hit is a Redis GET/HGET and the stored bytes written back, skipping Flask's routing and request
+context, which cost more than everything else on this path. The product's event-loop worker
+(`server.product_worker`) answers them on its loop; anything that is not a plain, well-formed cache hit
+goes to the Flask app, which does the full validation, the misses, the errors, and on the thread path
+(WORKER_CLASS set to a thread worker) the hits as well, through the same cache.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
-
-from shoplab.core.cache import ProductCache, item_read, page_read
-from shoplab.core.logs import log_request
+from shoplab.core.cache import item_read, page_read
 
 LIST_PATH = "/api/products"
 ITEM_PREFIX = "/api/products/"
@@ -50,20 +47,3 @@ def read_command(path: str, query: str) -> tuple[str, ...] | None:
         if raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 9 and raw_id[0] != "0" and not query:
             return item_read(int(raw_id))
     return None
-
-
-class CachedReads:
-    def __init__(self, app: Callable, cache: ProductCache):
-        self.app = app
-        self.cache = cache
-
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        if environ["REQUEST_METHOD"] == "GET":
-            started = time.perf_counter()
-            command = read_command(environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""))
-            body = self.cache.read(command) if command else None
-            if body is not None:
-                start_response("200 OK", hit_headers(body))
-                log_request("GET", environ.get("PATH_INFO", ""), 200, started, cache="HIT")
-                return [body]
-        return self.app(environ, start_response)

@@ -23,7 +23,7 @@ from uvicorn_worker import UvicornWorker
 
 from shoplab.core.logs import log_request
 from shoplab.gateway.proxy import Attempts, Outcome, Proxy, route
-from shoplab.product.fastpath import CachedReads, hit_headers, read_command
+from shoplab.product.fastpath import hit_headers, read_command
 from shoplab.server.upstream import Broken, NotReached, UpstreamRequest, UpstreamResponse
 
 
@@ -74,8 +74,7 @@ async def _body(receive) -> bytes:
 class AsgiProduct:
     def __init__(self, flask_app):
         self.flask = flask_app
-        reads = flask_app.wsgi_app
-        self.cache = reads.cache if isinstance(reads, CachedReads) else None
+        self.cache = flask_app.extensions.get("shoplab.cache")
         self.redis = None
 
     async def _close(self) -> None:

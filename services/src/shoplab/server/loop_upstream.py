@@ -1,10 +1,10 @@
 """The event loop's keep-alive connections to the instances: non-blocking sockets, one request each at a time.
 
-The same rules as the blocking pool (`upstream.ConnectionPool`): the warmest idle connection first, idle
-ones dropped after MAX_IDLE_SECONDS, and a request that finds a pooled connection already closed by the
-server is sent once more on a fresh one, but only when sending it twice does no harm. Responses are read
-by the same `ResponseParser`. Idle connections stay registered for reading, so one the server closes is
-dropped at once instead of being picked for the next request.
+The rules: the warmest idle connection first, idle ones dropped after MAX_IDLE_SECONDS, and a request that
+finds a pooled connection already closed by the server is sent once more on a fresh one, but only when
+sending it twice does no harm. Responses are read by `upstream.ResponseParser`. Idle connections stay
+registered for reading, so one the server closes is dropped at once instead of being picked for the next
+request.
 
 Kept (make bench 2026-12-05): the loop gateway on it 12,186 req/s against uvicorn + aiohttp's pool
 6,833 and gevent + geventhttpclient 5,798 (medians of 5 interleaved rounds).

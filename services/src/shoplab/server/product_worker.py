@@ -20,22 +20,22 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from shoplab.core.logs import log_request
 from shoplab.core.problems import PROBLEM_CONTENT_TYPE, problem_body
-from shoplab.product.fastpath import CachedReads, hit_headers, read_command
+from shoplab.product.fastpath import hit_headers, read_command
 from shoplab.server.loop_redis import LoopRedis
-from shoplab.server.loop_worker import LoopClient, LoopHttpWorker, encode_answer, wsgi_layer
+from shoplab.server.loop_worker import LoopClient, LoopHttpWorker, encode_answer
 from shoplab.server.plainhttp import PlainResponse, run_app
 
 
 class CachedReadsLoopWorker(LoopHttpWorker):
     def loop_setup(self) -> bool:
-        self._reads = wsgi_layer(self.wsgi, CachedReads)
-        if self._reads is None:
+        self._cache = getattr(self.wsgi, "extensions", {}).get("shoplab.cache")
+        if self._cache is None:  # not the product app: everything on threads
             return False
         config = self.wsgi.config["SHOPLAB"]
         self.max_content_length = config.max_content_length
         # None (TLS, say): every read goes to the thread pool, where redis-py does it.
         self._redis = LoopRedis.from_connection_kwargs(
-            self._loop, self._reads.cache.client.connection_pool.connection_kwargs, config.redis_timeout
+            self._loop, self._cache.client.connection_pool.connection_kwargs, config.redis_timeout
         )
         self._pool = ThreadPoolExecutor(max_workers=max(1, self.cfg.threads), thread_name_prefix="flask")
         return True
@@ -45,7 +45,7 @@ class CachedReadsLoopWorker(LoopHttpWorker):
 
     def loop_serve(self, client: LoopClient, environ: dict) -> None:
         command = None
-        if environ["REQUEST_METHOD"] == "GET" and self._redis is not None and self._reads.cache.available():
+        if environ["REQUEST_METHOD"] == "GET" and self._redis is not None and self._cache.available():
             command = read_command(environ["PATH_INFO"], environ["QUERY_STRING"])
         if command is None:
             self._on_thread(client, environ, self.wsgi)
@@ -60,11 +60,10 @@ class CachedReadsLoopWorker(LoopHttpWorker):
         self.answer(client, payload, keeps_alive)
 
     def cache_missed(self, client: LoopClient, environ: dict, command: tuple, error: Exception | None):
-        if error is not None and self._reads.cache.available():  # the reads failed with it: one warning
-            self._reads.cache.failed(command[0].lower(), error)
-        # Flask's route serves it (from PostgreSQL, filling the cache); CachedReads is skipped: its
-        # lookup was this one.
-        self._on_thread(client, environ, self._reads.app)
+        if error is not None and self._cache.available():  # the reads failed with it: one warning
+            self._cache.failed(command[0].lower(), error)
+        # Flask's route serves it (cache-aside: from PostgreSQL, filling the cache).
+        self._on_thread(client, environ, self.wsgi)
 
     # --- the Flask app on the pool ----------------------------------------------------------------
 

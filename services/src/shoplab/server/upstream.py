@@ -1,24 +1,18 @@
-"""A lean keep-alive HTTP/1.1 client for the proxy path: pooled raw sockets, bodies passed as bytes.
+"""What the gateway's two upstream clients share: the request and response types, the failures, and a
+lean HTTP/1.1 `ResponseParser` (bytes in, no I/O) that the event loop's pool (`loop_upstream`) reads with.
 
-http.client costs about four times the CPU per request (its header parsing goes through the email
-package); on the benchmark's hot path that is the difference that matters. The upstreams are our own
-gunicorn services, so this speaks just enough HTTP/1.1: Content-Length or chunked bodies, keep-alive.
-
-Kept (make bench 2026-12-05, gateway on gthread, 5 interleaved rounds): this pool 2,846 req/s against
-urllib3's 2,203 (1.29x).
+http.client costs about four times the CPU per response (its header parsing goes through the email
+package); on the hot path that is the difference that matters. The upstreams are our own gunicorn
+services, so this speaks just enough HTTP/1.1: Content-Length or chunked bodies, keep-alive. The thread
+path, which serves only what the loop hands over, uses urllib3 (`blocking_upstream`).
 """
 
 from __future__ import annotations
 
-import select
-import socket
-import threading
-import time
-from collections import deque
 from dataclasses import dataclass
 
-# Connections idle longer than this are dropped rather than reused: well below the upstream's
-# keep-alive (75 s), so the server never closes a connection just as we send on it.
+# Pooled connections idle longer than this are dropped rather than reused: well below the instances'
+# keep-alive (75 s), so an instance never closes a connection just as the gateway sends on it.
 MAX_IDLE_SECONDS = 30.0
 MAX_IDLE_PER_HOST = 64
 MAX_HEADER_LINES = 100
@@ -204,97 +198,3 @@ class ResponseParser:
 
     def _finish(self, body: bytes) -> None:
         self.response = UpstreamResponse(self._status, self._reason, self._headers, body)
-
-
-class Connection:
-    def __init__(self, host: str, port: int, connect_timeout: float):
-        try:
-            self.sock = socket.create_connection((host, port), timeout=connect_timeout)
-        except OSError as error:
-            raise NotReached(f"{host}:{port}: {error}") from error
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.last_used = time.monotonic()
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def dropped(self) -> bool:
-        """Readable while idle: the server closed it (an idle timeout, a restart) or sent what no request
-        asked for. Checked before reuse, as urllib3 does: a request that may not be resent (a POST) must
-        not go out on a connection that is already gone."""
-        poller = select.poll()  # not select.select: descriptors past 1024 on a busy gateway
-        poller.register(self.sock, select.POLLIN)
-        return bool(poller.poll(0))
-
-    def exchange(
-        self, payload: bytes, head_request: bool, timeout: float, max_body: int
-    ) -> tuple[UpstreamResponse, bool]:
-        """Send one request, read one response; returns it and whether the connection can be reused."""
-        self.sock.settimeout(timeout)
-        self.sock.sendall(payload)
-        parser = ResponseParser(head_request, max_body)
-        while not parser.feed(self.sock.recv(RECV_SIZE)):
-            pass
-        self.last_used = time.monotonic()
-        return parser.response, parser.keep_alive
-
-
-class ConnectionPool:
-    def __init__(self, connect_timeout: float):
-        self.connect_timeout = connect_timeout
-        self._idle: dict[tuple[str, int], deque[Connection]] = {}
-        self._lock = threading.Lock()
-
-    def _checkout(self, key: tuple[str, int]) -> tuple[Connection, bool]:
-        now = time.monotonic()
-        with self._lock:
-            idle = self._idle.get(key)
-            while idle:
-                conn = idle.pop()  # LIFO: the warmest connection first
-                if now - conn.last_used < MAX_IDLE_SECONDS and not conn.dropped():
-                    return conn, True
-                conn.close()
-        return Connection(key[0], key[1], self.connect_timeout), False
-
-    def _checkin(self, key: tuple[str, int], conn: Connection) -> None:
-        with self._lock:
-            idle = self._idle.setdefault(key, deque())
-            if len(idle) < MAX_IDLE_PER_HOST:
-                idle.append(conn)
-                return
-        conn.close()
-
-    def request(self, host: str, port: int, outgoing: UpstreamRequest, timeout: float) -> UpstreamResponse:
-        key = (host, port)
-        payload = outgoing.encode(f"{host}:{port}")
-        head = outgoing.method == "HEAD"
-        conn, reused = self._checkout(key)
-        try:
-            response, keep_alive = conn.exchange(payload, head, timeout, outgoing.max_response)
-        except (_Closed, ConnectionResetError, BrokenPipeError) as error:
-            conn.close()
-            if not reused or not outgoing.may_resend:
-                raise Broken(f"{host}:{port}: {error}") from error
-            # Most likely a pooled connection the server had already closed (e.g. it restarted):
-            # resend on a fresh one, but only when resending is harmless.
-            conn, _ = self._fresh(key)
-            try:
-                response, keep_alive = conn.exchange(payload, head, timeout, outgoing.max_response)
-            except (OSError, ValueError, _Closed) as second:
-                conn.close()
-                raise Broken(f"{host}:{port}: {second}", isinstance(second, TimeoutError)) from second
-        except (OSError, ValueError) as error:
-            conn.close()
-            raise Broken(f"{host}:{port}: {error}", isinstance(error, TimeoutError)) from error
-        if keep_alive:
-            self._checkin(key, conn)
-        else:
-            conn.close()
-        return response
-
-    def _fresh(self, key: tuple[str, int]) -> tuple[Connection, bool]:
-        with self._lock:
-            stale = self._idle.pop(key, ())
-        for conn in stale:
-            conn.close()
-        return Connection(key[0], key[1], self.connect_timeout), False
