@@ -436,6 +436,7 @@ def _baseline(instances: list[dict], services: dict, flows: list[dict], lab: dic
                     "kind": "container",
                     "service": name,
                     "why": f"every {name} container must run and pass its healthcheck",
+                    "within": int(lab.get("container_health_within_s", 0)),
                 }
             )
     for name in lab["registered_services"]:
@@ -503,7 +504,7 @@ def shoplab_exercise_plan(
     """The probes that grade a lab: the exercise's own checks first (the intended first failure is
     one of them), then the baseline. `exercise` None grades the clean lab (the baseline alone).
     An exercise that adds flows to the topology is graded against the topology with those flows.
-    `lab`: mode (netns|docker), tiers, compose_project, registered_services."""
+    `lab`: mode (netns|docker), tiers, compose_project, registered_services, container_health_within_s."""
     lab = {
         "compose_project": "shoplab",
         "registered_services": ["product", "order"],
