@@ -22,7 +22,7 @@ LAB_READY := $(if $(filter vm,$(LAB)),vm-inventory)
 # What a deploy needs first: this machine's set-up (local) or running lab VMs (vm).
 LAB_HOST := $(if $(filter vm,$(LAB)),vm-inventory,host-up)
 
-.PHONY: help host-up host-test venv wheelhouse lint docs test test-unit test-services test-bench test-netns test-exercises test-docker up down run-local bench clean
+.PHONY: help host-up host-test venv wheelhouse lint docs test test-unit test-bootstrap test-services test-bench test-netns test-exercises test-docker up down run-local bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -58,7 +58,10 @@ docs: venv ## Render docs/topology.md from group_vars/all/topology.yml
 	$(PY) scripts/render_topology_doc.py
 
 test-unit: host-test venv ## The topology data and the filters derived from it
-	pytest tests
+	pytest tests --ignore=tests/fresh_host
+
+test-bootstrap: host-up venv ## make venv and make host-up on a fresh Debian 12 container (python3, make, git only)
+	pytest tests/fresh_host
 
 test-services: host-test venv ## The services against real PostgreSQL and Redis servers on loopback
 	pytest services/tests
@@ -72,7 +75,7 @@ test-exercises: host-test venv ## molecule test -s exercises: every netns exerci
 test-docker: host-test venv ## molecule test -s docker: mode=docker on this host's Docker engine
 	molecule test -s docker
 
-test: host-test lint test-unit test-services test-bench test-netns test-exercises test-docker ## Every lint and every test
+test: host-test lint test-unit test-bootstrap test-services test-bench test-netns test-exercises test-docker ## Every lint and every test
 
 up: $(LAB_HOST) venv ## Run the lab: make up MODE=netns|docker [LAB=vm: in the lab VMs of make vm]
 	ansible-playbook site.yml $(LAB_INVENTORY) -e mode=$(MODE)
