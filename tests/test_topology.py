@@ -158,3 +158,73 @@ def test_the_services_defaults_are_the_topologys_names_and_ports(monkeypatch):
     assert config.redis_url == f"redis://{redis['hostname']}:{redis['port']}/0"
     db, user = DATA["shoplab_db_name"], DATA["shoplab_db_user"]
     assert config.database_url == f"postgresql://{user}@{postgres['hostname']}:{postgres['port']}/{db}"
+
+
+def pool_total(products, orders, data=DATA):
+    counts = {"product_instances": products, "order_instances": orders}
+    return topo.shoplab_db_pool_total(
+        data["shoplab_services"],
+        data["shoplab_allowed_flows"],
+        counts,
+        data["shoplab_web_concurrency"],
+        data["shoplab_db_pool_max"],
+    )
+
+
+def test_db_pool_total_counts_every_worker_of_every_postgres_client():
+    workers, pool = DATA["shoplab_web_concurrency"], DATA["shoplab_db_pool_max"]
+    # product and order reach PostgreSQL; the gateway and the registry do not.
+    assert {f["from"] for f in FLOWS if f["to"] == "postgres"} == {"product", "order"}
+    assert pool_total(2, 2) == 4 * workers * pool
+    assert pool_total(5, 1) == 6 * workers * pool
+    # Counts arrive from -e as strings.
+    assert (
+        topo.shoplab_db_pool_total(
+            SERVICES, FLOWS, {"product_instances": "3", "order_instances": "1"}, "2", "10"
+        )
+        == 80
+    )
+    # A datastore nobody reaches needs no connection.
+    assert (
+        topo.shoplab_db_pool_total(
+            SERVICES, FLOWS, {"product_instances": 3, "order_instances": 1}, 2, 10, datastore="gateway"
+        )
+        == 0
+    )
+
+
+def test_default_counts_fit_in_max_connections_and_a_large_count_does_not():
+    budget = (
+        DATA["shoplab_postgres_max_connections"] - DATA["shoplab_postgres_superuser_reserved_connections"]
+    )
+    assert pool_total(DATA["product_instances"], DATA["order_instances"]) <= budget
+    # What the Molecule scale tests ask for to see the refusal.
+    assert pool_total(50, DATA["order_instances"]) > budget
+
+
+def test_connection_numbers_are_the_topologys_and_typed_nowhere_else():
+    """max_connections, the reserve, the workers and the pool size reach PostgreSQL and the services from
+    topology.yml, where playbooks/preflight.yml checks them together."""
+    from shoplab.core.config import Config
+
+    # The services' own default (no DB_POOL_MAX set) is the topology's.
+    assert Config.from_env("gateway").db_pool_max == DATA["shoplab_db_pool_max"]
+    users = {
+        "roles/netns_datastores/defaults/main.yml": [
+            "shoplab_postgres_max_connections",
+            "shoplab_postgres_superuser_reserved_connections",
+        ],
+        "roles/docker_stack/defaults/main.yml": [
+            "shoplab_postgres_max_connections",
+            "shoplab_postgres_superuser_reserved_connections",
+            "shoplab_db_pool_max",
+            "shoplab_web_concurrency",
+        ],
+        "roles/netns_services/defaults/main.yml": ["shoplab_db_pool_max", "shoplab_web_concurrency"],
+    }
+    for path, names in users.items():
+        text = (ROOT / path).read_text()
+        for name in names:
+            assert name in text, (path, name)
+    conf = (ROOT / "roles/netns_datastores/templates/etc/shoplab/postgresql/postgresql.conf.j2").read_text()
+    assert "max_connections = {{ netns_datastores_max_connections }}" in conf

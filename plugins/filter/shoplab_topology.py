@@ -126,12 +126,34 @@ def shoplab_flow_matrix(
     return cells
 
 
+def shoplab_db_pool_total(
+    services: dict,
+    flows: list[dict],
+    counts: dict,
+    workers: int,
+    pool_max: int,
+    *,
+    datastore: str = "postgres",
+) -> int:
+    """The most connections the services may hold open to `datastore` at once: every instance of a
+    service with an allowed flow to it runs `workers` processes, each keeping a pool of up to `pool_max`
+    (the services' DB_POOL_MAX; the pools open lazily, so this is their ceiling, reached under load)."""
+    clients = {flow["from"] for flow in flows if flow["to"] == datastore}
+    return (
+        sum(_count(services[name], counts) for name in clients if name in services)
+        * int(workers)
+        * int(pool_max)
+    )
+
+
 class FilterModule:
-    """Ansible filters: `shoplab_instances`, `shoplab_docker_networks`, `shoplab_flow_matrix`."""
+    """Ansible filters: `shoplab_instances`, `shoplab_docker_networks`, `shoplab_flow_matrix`,
+    `shoplab_db_pool_total`."""
 
     def filters(self):
         return {
             "shoplab_instances": shoplab_instances,
             "shoplab_docker_networks": shoplab_docker_networks,
             "shoplab_flow_matrix": shoplab_flow_matrix,
+            "shoplab_db_pool_total": shoplab_db_pool_total,
         }

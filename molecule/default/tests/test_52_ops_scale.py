@@ -1,9 +1,11 @@
 """Scaling (playbooks/scale.yml) the netns lab in place under a request loop run inside the lab host:
 no request fails, the new instance answers, the removed one is gone (namespace, veth, unit), and a
-bad count is refused before anything changes."""
+bad count, or one whose PostgreSQL connection pools would not fit in max_connections, is refused before
+anything changes."""
 
 from __future__ import annotations
 
+from labdata import TOPOLOGY
 from opsnetns import OPS_HOSTS, playbook, start_request_loop, stop_request_loop, tail
 
 testinfra_hosts = OPS_HOSTS
@@ -44,3 +46,30 @@ def test_bad_count_is_refused(lab):
     assert result.returncode != 0
     assert "product_instances must be a whole number >= 1" in result.stdout, tail(result)
     assert lab.check("ip netns list") == namespaces
+
+
+def test_count_past_max_connections_is_refused_naming_both_numbers(lab):
+    """50 product instances, each of their workers with its own pool (topology.yml), are far past
+    max_connections: the preflight refuses, naming the variable, the pools' total and PostgreSQL's live
+    max_connections, and changes nothing."""
+    namespaces = lab.check("ip netns list")
+    units = lab.check("systemctl list-units --all --plain --no-legend 'shoplab-product-*'")
+    psql = (
+        f"/usr/lib/postgresql/{TOPOLOGY['shoplab_netns_postgres_version']}/bin/psql"
+        f" -h {TOPOLOGY['shoplab_netns_postgres_socket_dir']} -U postgres -d postgres"
+    )
+    max_connections = lab.check(f"{psql} -tAc 'SHOW max_connections'").strip()
+    assert max_connections == str(TOPOLOGY["shoplab_postgres_max_connections"])
+    pools = (
+        (50 + TOPOLOGY["order_instances"])
+        * TOPOLOGY["shoplab_web_concurrency"]
+        * TOPOLOGY["shoplab_db_pool_max"]
+    )
+    result = playbook("scale.yml", "-e", "product_instances=50")
+    assert result.returncode != 0
+    out = " ".join(result.stdout.split())  # the message, however the output wraps it
+    assert "product_instances=50" in out, tail(result)
+    assert f"need up to {pools} PostgreSQL connections" in out, tail(result)
+    assert f"max_connections={max_connections}" in out, tail(result)
+    assert lab.check("ip netns list") == namespaces
+    assert lab.check("systemctl list-units --all --plain --no-legend 'shoplab-product-*'") == units

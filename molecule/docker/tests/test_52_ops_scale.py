@@ -1,14 +1,15 @@
 """Scaling (playbooks/scale.yml) the docker lab in place while a request loop runs through the gateway
 on loopback: no request fails, a new instance answers within seconds, a removed one no longer does,
-and a bad count is refused before anything changes."""
+and a bad count, or one whose PostgreSQL connection pools would not fit in max_connections, is refused
+before anything changes."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
-from conftest import lab_containers
-from opslib import RequestLoop, playbook, tail
+from conftest import docker, lab_containers
+from opslib import RequestLoop, playbook, service_container, tail
 
 
 def product_hostnames() -> set[str]:
@@ -51,3 +52,33 @@ def test_bad_count_is_refused_and_nothing_changes(value):
     assert result.returncode != 0
     assert "product_instances must be a whole number >= 1" in result.stdout, tail(result)
     assert product_hostnames() == before
+
+
+def test_count_past_max_connections_is_refused_naming_both_numbers(topology):
+    """50 product instances, each of their workers with its own pool (topology.yml), are far past
+    max_connections: the preflight refuses, naming the variable, the pools' total and PostgreSQL's live
+    max_connections, and changes nothing."""
+    before = sorted(c["Id"] for c in lab_containers())
+    query = [
+        "psql",
+        "-U",
+        topology["shoplab_db_user"],
+        "-d",
+        topology["shoplab_db_name"],
+        "-tAc",
+        "SHOW max_connections",
+    ]
+    max_connections = docker("exec", service_container("postgres"), *query).strip()
+    assert max_connections == str(topology["shoplab_postgres_max_connections"])
+    pools = (
+        (50 + topology["order_instances"])
+        * topology["shoplab_web_concurrency"]
+        * topology["shoplab_db_pool_max"]
+    )
+    result = playbook("scale.yml", "-e", "product_instances=50")
+    assert result.returncode != 0
+    out = " ".join(result.stdout.split())  # the message, however the output wraps it
+    assert "product_instances=50" in out, tail(result)
+    assert f"need up to {pools} PostgreSQL connections" in out, tail(result)
+    assert f"max_connections={max_connections}" in out, tail(result)
+    assert sorted(c["Id"] for c in lab_containers()) == before
