@@ -1,6 +1,8 @@
 """Hardening from `docker inspect` (read-only, no capabilities, no new privileges, not root, limits,
 restart), CPU limits and scheduling, bad limits refused, the database password and the lab's tokens only
-in secret files."""
+in secret files, and PostgreSQL's roles: the application's is no superuser (asked through the services'
+own login), the superuser is not reachable with the application's password, and orders are still
+written."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import subprocess
 
 import labtest
 import pytest
-from conftest import SECRET_FILE, lab_containers
+import requests
+from conftest import SECRET_FILE, by_service, docker, lab_containers
 
 HARDENING = ["read_only", "cap_drop", "no_new_privileges", "non_root", "limits", "restart"]
 
@@ -112,3 +115,91 @@ def test_the_tokens_are_secret_files_held_only_by_who_needs_them(host, container
         if service == "gateway":
             backend = topology["shoplab_tiers"]["backend"]["docker_subnet"]
             assert f"GATEWAY_ALLOWED_NETWORKS={backend}" in env
+
+
+# Run inside an order container with the service's own DATABASE_URL and password (what the shop logs in
+# as): the role's attributes, what two privileged statements answer (a SQLSTATE, or "allowed"), and
+# whether the cluster's superuser accepts the same password over TCP.
+APP_LOGIN_PROBE = r"""
+import json, psycopg2
+from shoplab.core.config import read_database_url
+out = {}
+conn = psycopg2.connect(read_database_url(), connect_timeout=5)
+conn.autocommit = True
+cur = conn.cursor()
+cur.execute(
+    "SELECT current_user, rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user"
+)
+out["role"] = list(cur.fetchone())
+privileged = {
+    "create_role": "CREATE ROLE shoplab_probe_role",
+    "pg_authid": "SELECT rolpassword FROM pg_authid",
+}
+for name, sql in privileged.items():
+    try:
+        cur.execute(sql)
+        out[name] = "allowed"
+    except psycopg2.Error as error:
+        out[name] = error.pgcode
+if out["create_role"] == "allowed":
+    cur.execute("DROP ROLE shoplab_probe_role")
+try:
+    psycopg2.connect(read_database_url(), user="postgres", connect_timeout=5).close()
+    out["superuser_login"] = "allowed"
+except psycopg2.OperationalError as error:
+    out["superuser_login"] = str(error).strip().splitlines()[0]
+print(json.dumps(out))
+"""
+INSUFFICIENT_PRIVILEGE = "42501"
+
+
+@pytest.fixture(scope="module")
+def app_login(containers) -> dict:
+    order = by_service(containers)["order"][0]["Name"].lstrip("/")
+    return json.loads(docker("exec", order, "python3", "-c", APP_LOGIN_PROBE))
+
+
+def test_the_applications_role_is_no_superuser(app_login, topology):
+    # The role the services log in as, with the attributes PostgreSQL gives it (not superuser, may not
+    # create roles or databases).
+    assert app_login["role"] == [topology["shoplab_db_user"], False, False, False]
+
+
+def test_the_applications_role_cannot_create_roles_or_read_password_hashes(app_login):
+    assert app_login["create_role"] == INSUFFICIENT_PRIVILEGE
+    assert app_login["pg_authid"] == INSUFFICIENT_PRIVILEGE
+
+
+def test_the_superuser_is_not_reachable_with_the_applications_password(app_login):
+    # pg_hba.conf has no TCP line for it (and its password is cleared): refused before any password.
+    assert app_login["superuser_login"] != "allowed"
+    assert "pg_hba.conf" in app_login["superuser_login"] or "password" in app_login["superuser_login"]
+
+
+def test_only_postgres_is_a_superuser_and_the_application_owns_its_data(containers, topology):
+    postgres = by_service(containers)["postgres"][0]["Name"].lstrip("/")
+    db, user = topology["shoplab_db_name"], topology["shoplab_db_user"]
+
+    def sql(query: str) -> list[str]:
+        return docker("exec", postgres, "psql", "-U", "postgres", "-d", db, "-XtAc", query).split()
+
+    assert sql("SELECT rolname FROM pg_roles WHERE rolsuper ORDER BY 1") == ["postgres"]
+    assert sql(f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{db}'") == [user]
+    # The services created their tables as that role (core/schema.py), so it owns them.
+    assert sql("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'") == [user]
+
+
+def test_the_shop_still_writes_orders_as_that_role(containers, gateway_url, topology):
+    products = requests.get(f"{gateway_url}/api/products", timeout=10).json()["items"]
+    in_stock = [p for p in products if p["stock"] > 0]
+    assert in_stock, "nothing in stock"
+    created = requests.post(
+        f"{gateway_url}/api/orders",
+        json={"items": [{"product_id": in_stock[0]["id"], "quantity": 1}]},
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    postgres = by_service(containers)["postgres"][0]["Name"].lstrip("/")
+    db, user = topology["shoplab_db_name"], topology["shoplab_db_user"]
+    query = f"SELECT count(*) FROM orders WHERE id = {int(created.json()['id'])}"
+    assert docker("exec", postgres, "psql", "-U", user, "-d", db, "-XtAc", query).strip() == "1"
