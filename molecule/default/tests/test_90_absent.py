@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 from labdata import INSTANCES, TESTINFRA_HOSTS, TIERS
 from labtest import PROJECT_DIR, playbook, tail
 
@@ -23,7 +24,14 @@ def ensure_admin_rules(lab):
 
 
 @pytest.fixture(scope="module")
-def removed(lab):
+def forwarding_before(lab) -> str:
+    """net.ipv4.ip_forward as the first deploy recorded it, before the lab turned it on (read before the
+    removal, which deletes the record)."""
+    return lab.check("cat /etc/shoplab/firewall/ip_forward.before").strip()
+
+
+@pytest.fixture(scope="module")
+def removed(lab, forwarding_before):
     """Run the scenario's converge playbook with state=absent once, against the same inventory."""
     ensure_admin_rules(lab)
     scenario = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY", Path(__file__).resolve().parents[1]))
@@ -90,3 +98,15 @@ def test_no_files_left(lab, removed):
     ):
         assert not lab.host.file(path).exists, path
     assert not lab.host.user("shoplab").exists
+
+
+def test_ip_forward_is_back_to_what_it_was_before_the_lab(lab, removed, forwarding_before):
+    """The Molecule container (like make up's lab host) is created with net.ipv4.ip_forward=1: Docker sets
+    it in the container's own network namespace before the lab exists, so 1 is what the first deploy
+    recorded. The removal stopped the firewall's unit, which turned forwarding off; the removal must then
+    have put the recorded value back."""
+    scenario = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY", Path(__file__).resolve().parents[1]))
+    platforms = yaml.safe_load((scenario / "molecule.yml").read_text())["platforms"]
+    created_with = {str(p.get("sysctls", {}).get("net.ipv4.ip_forward", "")) for p in platforms}
+    assert created_with == {forwarding_before}, "the record is not the value the container was created with"
+    assert lab.check("cat /proc/sys/net/ipv4/ip_forward").strip() == forwarding_before
