@@ -61,22 +61,6 @@ def test_round_robin_reaches_every_product_instance(lab):
     assert seen == expected
 
 
-def test_published_port_leads_to_the_gateway(lab):
-    """The counterpart of `docker -p`: a port of the lab host's own address DNATs to the gateway, the
-    topology's shoplab_labhost_published_port (the scenario's host_vars, as the labhost role sets it)."""
-    [eth0] = lab.json("ip -j -4 addr show dev eth0")
-    address = eth0["addr_info"][0]["local"]
-    route = lab.json(f"ip -j route get {address}")[0]
-    assert route.get("type") == "local" or route.get("dev") == "lo", route
-    rule = next(line for line in lab.check("iptables -t nat -S SHOPLAB-OUTPUT").split("\n") if "DNAT" in line)
-    port = rule.split("--dport ")[1].split()[0]
-    assert port == str(TOPOLOGY["shoplab_labhost_published_port"]), rule
-    gateway = instance("gateway")
-    assert f"--to-destination {gateway['address']}:{gateway['port']}" in rule
-    out = lab.check(f"curl -sS -m 10 -o /dev/null -w '%{{http_code}}' http://{address}:{port}/health")
-    assert out.strip() == "200"
-
-
 def test_catalogue_writes_and_the_order_list_are_the_operators(lab):
     """The operator token (generated on the lab host) guards them; without it a 401 problem."""
     status, headers, body = lab.http("PATCH", "/api/products/1", {"price_cents": 0})
