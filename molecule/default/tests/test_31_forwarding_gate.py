@@ -5,7 +5,9 @@ back as it found it."""
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+import time
 
 import pytest
 from labdata import TESTINFRA_HOSTS, instance
@@ -43,10 +45,21 @@ def gateway_reaches_product(lab) -> bool:
 
 
 def firewall_back(lab) -> None:
+    """Start the firewall again and wait until the shop answers through the gateway (the instances
+    reconnect to their datastores, the gateway takes back the instances it ejected)."""
     lab.run(f"systemctl reset-failed {UNIT}")
     lab.check(f"systemctl start {UNIT}")
     assert forwarding(lab) == "1"
     assert gateway_reaches_product(lab)
+    deadline = time.monotonic() + 60
+    while True:
+        status = None
+        with contextlib.suppress(AssertionError):
+            status, _, _ = lab.http("GET", "/api/products?per_page=5")
+        if status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert status == 200
 
 
 @pytest.fixture
