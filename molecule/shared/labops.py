@@ -1,7 +1,8 @@
-"""What both Molecule scenarios' status and capture tests check (test_51_ops_status.py,
-test_53_ops_capture.py): the same playbooks, the same reports. Each scenario passes how it runs a
-playbook against its lab (`playbook(name, *extra)`) and its mode's parts: the report's sections, how to
-stop and start an instance and what the report says then, the pcaps and flows to expect.
+"""What both Molecule scenarios' status, scale and capture tests check (test_51_ops_status.py,
+test_52_ops_scale.py, test_53_ops_capture.py): the same playbooks, the same reports. Each scenario
+passes how it runs a playbook against its lab (`playbook(name, *extra)`) and its mode's parts: the
+report's sections, how to stop and start an instance and what the report says then, the live
+max_connections, the pcaps and flows to expect.
 
 On pytest's pythonpath (the project's pyproject.toml), next to labtest.py.
 """
@@ -93,3 +94,23 @@ def assert_capture_shows_the_tiers(
     assert first_flow in result.stdout, first_flow
     for needle in flows:
         assert needle in summary, needle
+
+
+def assert_scale_past_max_connections_refused(
+    playbook: Playbook, topology: dict, max_connections: str, products: int = 50
+) -> None:
+    """`products` product instances, each worker with its own pool (topology.yml), are far past
+    PostgreSQL's max_connections (`max_connections`: the live value, read by the scenario): the preflight
+    refuses, naming the count, the pools' total and max_connections."""
+    assert max_connections == str(topology["shoplab_postgres_max_connections"])
+    pools = (
+        (products + topology["order_instances"])
+        * topology["shoplab_web_concurrency"]
+        * topology["shoplab_db_pool_max"]
+    )
+    result = playbook("scale.yml", "-e", f"product_instances={products}")
+    assert result.returncode != 0
+    out = " ".join(result.stdout.split())  # the message, however the output wraps it
+    assert f"product_instances={products}" in out, tail(result)
+    assert f"need up to {pools} PostgreSQL connections" in out, tail(result)
+    assert f"max_connections={max_connections}" in out, tail(result)

@@ -36,6 +36,21 @@ def playbook(name: str, *extra: str, timeout: float = 600) -> subprocess.Complet
     )
 
 
+def scenario_converge(*extra: str) -> subprocess.CompletedProcess:
+    """The scenario's own converge playbook against its inventory, as Molecule's converge step runs it
+    (test_22 re-applies it with other settings, test_90 with state=absent)."""
+    scenario = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY", Path(__file__).resolve().parents[1]))
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
+    return labtest.playbook(
+        scenario / "converge.yml",
+        "netns",
+        "-e",
+        f"shoplab_build_dir={labtest.PROJECT_DIR / 'build'}",
+        *extra,
+        inventory=str(Path(inventory).parent) if inventory else None,
+    )
+
+
 def digest(lab) -> dict[str, str]:
     """table -> 'rows|md5' of the live database, over the Unix socket as postgres."""
     db = TOPOLOGY["shoplab_db_name"]

@@ -9,15 +9,14 @@ converge run with it and then put back."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from labdata import TESTINFRA_HOSTS, TIERS, TOPOLOGY, instance
-from labtest import PROJECT_DIR, playbook, tail
+from labtest import tail
+from opsnetns import scenario_converge
 
 testinfra_hosts = TESTINFRA_HOSTS
 
@@ -59,17 +58,7 @@ def other_addresses(lab) -> list[str]:
 
 
 def converge(extra: dict) -> None:
-    scenario = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY", Path(__file__).resolve().parents[1]))
-    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
-    result = playbook(
-        scenario / "converge.yml",
-        "netns",
-        "-e",
-        f"shoplab_build_dir={PROJECT_DIR / 'build'}",
-        "-e",
-        json.dumps(extra),
-        inventory=str(Path(inventory).parent) if inventory else None,
-    )
+    result = scenario_converge("-e", json.dumps(extra))
     assert result.returncode == 0, tail(result)
 
 

@@ -6,6 +6,7 @@ anything changes."""
 from __future__ import annotations
 
 from labdata import TOPOLOGY
+from labops import assert_scale_past_max_connections_refused
 from opsnetns import OPS_HOSTS, playbook, start_request_loop, stop_request_loop, tail
 
 testinfra_hosts = OPS_HOSTS
@@ -59,17 +60,6 @@ def test_count_past_max_connections_is_refused_naming_both_numbers(lab):
         f" -h {TOPOLOGY['shoplab_netns_postgres_socket_dir']} -U postgres -d postgres"
     )
     max_connections = lab.check(f"{psql} -tAc 'SHOW max_connections'").strip()
-    assert max_connections == str(TOPOLOGY["shoplab_postgres_max_connections"])
-    pools = (
-        (50 + TOPOLOGY["order_instances"])
-        * TOPOLOGY["shoplab_web_concurrency"]
-        * TOPOLOGY["shoplab_db_pool_max"]
-    )
-    result = playbook("scale.yml", "-e", "product_instances=50")
-    assert result.returncode != 0
-    out = " ".join(result.stdout.split())  # the message, however the output wraps it
-    assert "product_instances=50" in out, tail(result)
-    assert f"need up to {pools} PostgreSQL connections" in out, tail(result)
-    assert f"max_connections={max_connections}" in out, tail(result)
+    assert_scale_past_max_connections_refused(playbook, TOPOLOGY, max_connections)
     assert lab.check("ip netns list") == namespaces
     assert lab.check("systemctl list-units --all --plain --no-legend 'shoplab-product-*'") == units

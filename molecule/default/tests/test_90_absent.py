@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 from labdata import INSTANCES, TESTINFRA_HOSTS, TIERS
-from labtest import PROJECT_DIR, playbook, tail
+from labtest import tail
+from opsnetns import scenario_converge
 
 testinfra_hosts = TESTINFRA_HOSTS
 
@@ -34,17 +35,7 @@ def forwarding_before(lab) -> str:
 def removed(lab, forwarding_before):
     """Run the scenario's converge playbook with state=absent once, against the same inventory."""
     ensure_admin_rules(lab)
-    scenario = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY", Path(__file__).resolve().parents[1]))
-    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
-    result = playbook(
-        scenario / "converge.yml",
-        "netns",
-        "-e",
-        "state=absent",
-        "-e",
-        f"shoplab_build_dir={PROJECT_DIR / 'build'}",
-        inventory=str(Path(inventory).parent) if inventory else None,
-    )
+    result = scenario_converge("-e", "state=absent")
     assert result.returncode == 0, tail(result)
     return result.stdout
 

@@ -9,6 +9,7 @@ import time
 
 import pytest
 from conftest import docker, lab_containers
+from labops import assert_scale_past_max_connections_refused
 from opslib import RequestLoop, playbook, service_container, tail
 
 
@@ -69,16 +70,5 @@ def test_count_past_max_connections_is_refused_naming_both_numbers(topology):
         "SHOW max_connections",
     ]
     max_connections = docker("exec", service_container("postgres"), *query).strip()
-    assert max_connections == str(topology["shoplab_postgres_max_connections"])
-    pools = (
-        (50 + topology["order_instances"])
-        * topology["shoplab_web_concurrency"]
-        * topology["shoplab_db_pool_max"]
-    )
-    result = playbook("scale.yml", "-e", "product_instances=50")
-    assert result.returncode != 0
-    out = " ".join(result.stdout.split())  # the message, however the output wraps it
-    assert "product_instances=50" in out, tail(result)
-    assert f"need up to {pools} PostgreSQL connections" in out, tail(result)
-    assert f"max_connections={max_connections}" in out, tail(result)
+    assert_scale_past_max_connections_refused(playbook, topology, max_connections)
     assert sorted(c["Id"] for c in lab_containers()) == before
