@@ -68,13 +68,33 @@ def render() -> str:
     for name, svc in services.items():
         nets = ", ".join(f"`{tiers[t]['docker_network']}`" for t in networks[name])
         policy = svc.get("cpu_scheduling", "other")
-        out.append(f"| `{svc['compose_service']}` | {svc['hostname']} | {svc['port']} | {nets} | {policy} |")
+        cs = svc["compose_service"]
+        compose = f"`{cs}-1`, `{cs}-2`, …" if isinstance(svc["instances"], str) else f"`{cs}`"
+        out.append(f"| {compose} | {svc['hostname']} | {svc['port']} | {nets} | {policy} |")
+    docker_instances = topo.shoplab_docker_instances(
+        instances, services, tiers, flows, data["shoplab_docker_guest_offset"]
+    )
+    out += [
+        "",
+        "## Instances (docker mode, tiered layout)",
+        "",
+        "One Compose service per instance, with a fixed address on each network it joins (the firewall's "
+        f"rules name them): its netns offset at home, {data['shoplab_docker_guest_offset']} more on another "
+        "tier's network (`shoplab_docker_guest_offset`).",
+        "",
+        "| instance | container | " + " | ".join(f"`{t['docker_network']}`" for t in tiers.values()) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in tiers) + " |",
+    ]
+    for inst in docker_instances:
+        cells = " | ".join(inst["docker_addresses"].get(t, "") for t in tiers)
+        out.append(f"| {inst['name']} | `shoplab-{inst['container_suffix']}` | {cells} |")
     out += [
         "",
         "## Allowed flows",
         "",
-        "Everything else is denied. netns: inside a tier too (the firewall sees bridged traffic "
-        "through br_netfilter). docker: except between containers that share a network.",
+        "Everything else is denied, in both modes and inside a tier too: netns's firewall sees bridged "
+        "traffic through br_netfilter, docker's rules in `DOCKER-USER` see a Docker network's traffic the "
+        "same way. The lab host reaches only what a `host` flow lists.",
         "",
         "| from | to | port |",
         "| --- | --- | --- |",

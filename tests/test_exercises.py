@@ -77,11 +77,17 @@ def test_every_listed_flow_is_checked_open_and_a_cross_tier_flow_not_listed_clos
     assert by_name["flow-host-to-redis"]["expect"] == "closed"
 
 
-def test_docker_host_reaches_the_gateway_through_its_published_port_only():
+def test_docker_host_reaches_the_gateway_through_its_published_port_and_nothing_else():
+    """The lab host is a source in docker mode too: the gateway as its clients reach it (the published
+    port), every other service probed at its containers' addresses and expected closed."""
     plan = ex.shoplab_exercise_plan(None, INSTANCES, SERVICES, FLOWS, {**LAB, "mode": "docker"})
-    host_flows = [c for c in plan if c.get("flow") and c["sources"][0]["label"] == "host"]
-    assert [c["name"] for c in host_flows] == ["flow-host-to-gateway"]
-    assert host_flows[0]["targets"][0]["addresses"] == ["127.0.0.1"]
+    host_flows = {c["name"]: c for c in plan if c.get("flow") and c["sources"][0]["label"] == "host"}
+    assert set(host_flows) == {f"flow-host-to-{name}" for name in SERVICES}
+    assert host_flows["flow-host-to-gateway"]["targets"][0]["addresses"] == ["127.0.0.1"]
+    assert host_flows["flow-host-to-gateway"]["expect"] == "open"
+    closed = [c for name, c in host_flows.items() if name != "flow-host-to-gateway"]
+    assert {c["expect"] for c in closed} == {"closed"}
+    assert all("container" in t for c in closed for t in c["targets"])
 
 
 def test_an_exercise_that_scales_is_graded_with_its_instances():

@@ -60,9 +60,9 @@ def cell(matrix, source, target):
     return found["allowed"]
 
 
-def test_netns_matrix_follows_the_flows_alone():
+def test_matrix_follows_the_flows_alone():
     inst = instances()
-    matrix = topo.shoplab_flow_matrix(inst, SERVICES, FLOWS, "netns")
+    matrix = topo.shoplab_flow_matrix(inst, SERVICES, FLOWS)
     assert len(matrix) == (len(inst) + 1) * len(inst) - len(inst)
     assert cell(matrix, "host", "gateway")
     assert not cell(matrix, "host", "postgres")
@@ -81,15 +81,45 @@ def test_netns_matrix_follows_the_flows_alone():
     assert not cell(matrix, "redis", "postgres")
 
 
-def test_docker_matrix_follows_network_membership():
+def test_docker_networks_follow_the_flows():
     networks = topo.shoplab_docker_networks(SERVICES, FLOWS)
     assert networks["gateway"] == ["backend", "frontend"]
     assert networks["redis"] == ["database"]
-    matrix = topo.shoplab_flow_matrix(instances(), SERVICES, FLOWS, "docker")
-    assert not cell(matrix, "gateway", "postgres")
-    assert not cell(matrix, "registry", "redis")
-    # A Docker network has no per-port filter: redis shares the database network with product.
-    assert cell(matrix, "redis", "product-1")
+    assert networks["product"] == ["backend", "database"]
+
+
+def docker_instances(products=2, orders=2, guest_offset=DATA["shoplab_docker_guest_offset"]):
+    return topo.shoplab_docker_instances(instances(products, orders), SERVICES, TIERS, FLOWS, guest_offset)
+
+
+def test_docker_addresses_are_fixed_per_instance_and_the_netns_offsets_at_home():
+    found = {i["name"]: i for i in docker_instances(3, 2)}
+    for inst in instances(3, 2):
+        docker = found[inst["name"]]
+        home = docker["docker_addresses"][inst["tier"]]
+        # Same last octet as in netns mode, on the tier's docker subnet.
+        assert home.rsplit(".", 1)[1] == inst["address"].rsplit(".", 1)[1]
+        assert ipaddress.ip_address(home) in ipaddress.ip_network(TIERS[inst["tier"]]["docker_subnet"])
+    assert found["product-3"]["compose_service"] == f"{SERVICES['product']['compose_service']}-3"
+    assert found["product-3"]["container_suffix"] == f"{SERVICES['product']['compose_service']}-3"
+    assert found["gateway"]["compose_service"] == SERVICES["gateway"]["compose_service"]
+    assert found["gateway"]["container_suffix"] == f"{SERVICES['gateway']['compose_service']}-1"
+    every = [a for i in found.values() for a in i["docker_addresses"].values()]
+    assert len(every) == len(set(every))
+    assert set(found["gateway"]["docker_addresses"]) == {"frontend", "backend"}
+
+
+def test_docker_addresses_refuse_a_collision_and_a_count_past_the_subnet():
+    services = {**SERVICES, "registry": {**SERVICES["registry"], "host_offset": 20}}
+    with pytest.raises(ValueError, match="product-1 and registry would share 172"):
+        topo.shoplab_docker_instances(instances(2, 2), services, TIERS, FLOWS, 100)
+    with pytest.raises(ValueError, match=r"no address 3[0-9]{2} in"):
+        docker_instances(guest_offset=300)
+
+
+@pytest.mark.parametrize(("products", "orders"), [(1, 1), (19, 19)])
+def test_docker_addresses_fit_every_count_the_netns_addresses_fit(products, orders):
+    assert len(docker_instances(products, orders)) == 4 + products + orders
 
 
 def test_docs_are_rendered_from_the_data():

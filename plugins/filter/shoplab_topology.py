@@ -85,42 +85,72 @@ def shoplab_docker_networks(services: dict, flows: list[dict]) -> dict:
     return out
 
 
+def shoplab_docker_instances(
+    instances: list[dict], services: dict, tiers: dict, flows: list[dict], guest_offset: int
+) -> list[dict]:
+    """docker mode, tiered layout: every instance with its Compose service and its fixed address on each
+    network it joins (the firewall's rules match these, as netns mode's match the namespaces').
+
+    Scalable services get one Compose service per instance (`product-service-1`, ...): Compose gives a
+    fixed address to a service, never to a replica. On its own tier's network an instance takes the
+    netns offset (`host_offset` + index - 1, so product-1 is .20 in both modes); on another tier's
+    network, `guest_offset` more. Raises ValueError when two instances would share an address.
+    """
+    networks = shoplab_docker_networks(services, flows)
+    taken: dict[str, str] = {}
+    out = []
+    for inst in instances:
+        svc = services[inst["service"]]
+        scalable = isinstance(svc["instances"], str)
+        offset = int(svc["host_offset"]) + inst["index"] - 1
+        addresses = {}
+        for tier in networks[inst["service"]]:
+            subnet = ipaddress.ip_network(tiers[tier]["docker_subnet"])
+            host = offset if tier == inst["tier"] else offset + int(guest_offset)
+            if not 0 < host < subnet.num_addresses - 1:
+                raise ValueError(f"{inst['name']}: no address {host} in {subnet} (docker network of {tier})")
+            address = str(subnet[host])
+            if address in taken:
+                raise ValueError(f"{inst['name']} and {taken[address]} would share {address} on {tier}")
+            taken[address] = inst["name"]
+            addresses[tier] = address
+        compose_service = f"{svc['compose_service']}-{inst['index']}" if scalable else svc["compose_service"]
+        out.append(
+            {
+                **inst,
+                "compose_service": compose_service,
+                # The project's prefix and "-<n>", as Compose names a replica: the names stay what they were.
+                "container_suffix": f"{svc['compose_service']}-{inst['index']}",
+                "docker_addresses": addresses,
+            }
+        )
+    return out
+
+
 def _flow_allowed(source: str, target: str, flows: list[dict]) -> bool:
     return any(f["from"] == source and f["to"] == target for f in flows)
 
 
-def shoplab_flow_matrix(
-    instances: list[dict], services: dict, flows: list[dict], mode: str = "netns"
-) -> list[dict]:
+def shoplab_flow_matrix(instances: list[dict], services: dict, flows: list[dict]) -> list[dict]:
     """For every source (the host, then every instance) and every instance's address:port: allowed?
 
-    netns: allowed only when the flow data lists it, inside a tier too (the firewall sees bridged
-    traffic through br_netfilter, so a tier is not one open segment).
-    docker: allowed when the flow data lists it, or when source and target share a Docker network
-    (see shoplab_docker_networks); the host is a source only for the published gateway.
+    Allowed only when the flow data lists it, inside a tier too, in both modes: netns's firewall sees
+    bridged traffic through br_netfilter, docker's rules in DOCKER-USER see a Docker network's traffic
+    the same way, so neither a tier nor a network is one open segment.
     """
-    networks = shoplab_docker_networks(services, flows)
     sources = [{"name": HOST, "service": HOST, "tier": None}, *instances]
     cells = []
     for src in sources:
         for dst in instances:
             if src["name"] == dst["name"]:
                 continue
-            if _flow_allowed(src["service"], dst["service"], flows):
-                allowed = True
-            elif src["service"] == HOST:
-                allowed = False
-            elif mode == "docker":
-                allowed = bool(set(networks[src["service"]]) & set(networks[dst["service"]]))
-            else:
-                allowed = False
             cells.append(
                 {
                     "source": src["name"],
                     "target": dst["name"],
                     "address": dst["address"],
                     "port": dst["port"],
-                    "allowed": allowed,
+                    "allowed": _flow_allowed(src["service"], dst["service"], flows),
                 }
             )
     return cells
@@ -147,13 +177,14 @@ def shoplab_db_pool_total(
 
 
 class FilterModule:
-    """Ansible filters: `shoplab_instances`, `shoplab_docker_networks`, `shoplab_flow_matrix`,
-    `shoplab_db_pool_total`."""
+    """Ansible filters: `shoplab_instances`, `shoplab_docker_networks`, `shoplab_docker_instances`,
+    `shoplab_flow_matrix`, `shoplab_db_pool_total`."""
 
     def filters(self):
         return {
             "shoplab_instances": shoplab_instances,
             "shoplab_docker_networks": shoplab_docker_networks,
+            "shoplab_docker_instances": shoplab_docker_instances,
             "shoplab_flow_matrix": shoplab_flow_matrix,
             "shoplab_db_pool_total": shoplab_db_pool_total,
         }

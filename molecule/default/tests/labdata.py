@@ -16,7 +16,7 @@ COUNTS = {
 }
 INSTANCES = FILTERS.shoplab_instances(TOPOLOGY["shoplab_services"], TOPOLOGY["shoplab_tiers"], COUNTS)
 MATRIX = FILTERS.shoplab_flow_matrix(
-    INSTANCES, TOPOLOGY["shoplab_services"], TOPOLOGY["shoplab_allowed_flows"], "netns"
+    INSTANCES, TOPOLOGY["shoplab_services"], TOPOLOGY["shoplab_allowed_flows"]
 )
 TIERS = TOPOLOGY["shoplab_tiers"]
 

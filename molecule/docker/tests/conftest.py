@@ -11,8 +11,10 @@ topology's count back before the diagram compares the lab with it), test_90_abse
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from labtest import FILTERS, PROJECT_DIR, TOPOLOGY
@@ -24,6 +26,7 @@ COMPOSE_FILE = "/opt/shoplab/docker/docker-compose.yml"
 SECRET_FILE = "/etc/shoplab/docker/db-password"
 LOG_DIR = "/var/log/shoplab-docker"  # docker_stack_log_dir's default
 GATEWAY_URL = "http://localhost:{port}"
+PROBE_TIMEOUT = 3
 
 
 def docker(*args: str, check: bool = True, timeout: float = 120) -> str:
@@ -43,7 +46,8 @@ def lab_containers() -> list[dict]:
         found,
         key=lambda c: (
             c["Config"]["Labels"].get("org.shoplab.service", ""),
-            int(c["Config"]["Labels"].get("com.docker.compose.container-number", "0")),
+            # <project>-<compose service>-<n>: each instance is a Compose service of its own.
+            int(c["Name"].rsplit("-", 1)[1]) if c["Name"].rsplit("-", 1)[-1].isdigit() else 0,
         ),
     )
 
@@ -73,6 +77,51 @@ def wait_healthy(expected: int, timeout: float = 180) -> list[dict]:
             names = {c["Name"].lstrip("/"): c["State"].get("Health", {}).get("Status") for c in containers}
             raise AssertionError(f"expected {expected} healthy containers, found {names}")
         time.sleep(2)
+
+
+def probe_from(container: str, targets: list[tuple[str, int]]) -> dict[tuple[str, int], bool]:
+    """Open a TCP connection to every target from inside `container`, in parallel, timeout 3 s each."""
+    script = " ".join(
+        f'( timeout {PROBE_TIMEOUT} bash -c "exec 3<>/dev/tcp/{addr}/{port}" 2>/dev/null'
+        f' && echo "{addr}:{port} open" || echo "{addr}:{port} closed" ) &'
+        for addr, port in targets
+    )
+    out = docker("exec", container, "bash", "-c", f"{script} wait", timeout=60)
+    result = {}
+    for line in out.splitlines():
+        endpoint, state = line.split()
+        addr, port = endpoint.rsplit(":", 1)
+        result[(addr, int(port))] = state == "open"
+    assert set(result) == set(targets), f"{container}: missing probe results"
+    return result
+
+
+def lab_bridges(topology: dict) -> set[str]:
+    """The bridges of the lab's networks (Docker names one br-<first 12 characters of its id>)."""
+    return {
+        f"br-{json.loads(docker('network', 'inspect', tier['docker_network']))[0]['Id'][:12]}"
+        for tier in topology["shoplab_tiers"].values()
+    }
+
+
+def probe_from_host(targets: list[tuple[str, int]], topology: dict) -> dict[tuple[str, int], bool]:
+    """The same from this host (the lab host), after checking that every target's route leaves through a
+    lab bridge: probes go to the lab's own containers and nowhere else."""
+    bridges = lab_bridges(topology)
+    for address, _port in targets:
+        route = subprocess.run(["ip", "route", "get", address], capture_output=True, text=True, check=True)
+        device = route.stdout.split(" dev ", 1)[1].split()[0]
+        assert device in bridges, f"{address} is not behind a lab bridge ({device}): refusing to probe it"
+
+    def connect(target: tuple[str, int]) -> tuple[tuple[str, int], bool]:
+        try:
+            with socket.create_connection(target, timeout=PROBE_TIMEOUT):
+                return target, True
+        except OSError:
+            return target, False
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return dict(pool.map(connect, targets))
 
 
 def access_log(service: str) -> str:
@@ -107,6 +156,18 @@ def instances(topology) -> list[dict]:
 def containers(instances) -> list[dict]:
     """The lab's containers, once all of the topology's are healthy (each test file waits once)."""
     return wait_healthy(len(instances))
+
+
+@pytest.fixture(scope="module")
+def docker_instances(instances, topology) -> list[dict]:
+    """The instances with their Compose service and fixed address on each network (tiered layout)."""
+    return FILTERS.shoplab_docker_instances(
+        instances,
+        topology["shoplab_services"],
+        topology["shoplab_tiers"],
+        topology["shoplab_allowed_flows"],
+        topology["shoplab_docker_guest_offset"],
+    )
 
 
 @pytest.fixture(scope="session")

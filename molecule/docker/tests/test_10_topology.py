@@ -9,17 +9,21 @@ import subprocess
 from conftest import PROJECT, by_service, docker
 
 
-def test_every_container_healthy_and_counted(containers, instances, topology):
+def test_every_container_healthy_and_counted(containers, instances, docker_instances):
+    """One Compose service and one container per instance, named as Compose names a replica."""
     found = {name: len(group) for name, group in by_service(containers).items()}
     wanted: dict[str, int] = {}
     for instance in instances:
         wanted[instance["service"]] = wanted.get(instance["service"], 0) + 1
     assert found == wanted
+    expected = {i["name"]: i for i in docker_instances}
     for container in containers:
         assert container["State"]["Health"]["Status"] == "healthy", container["Name"]
-        compose_service = container["Config"]["Labels"]["com.docker.compose.service"]
-        service = container["Config"]["Labels"]["org.shoplab.service"]
-        assert compose_service == topology["shoplab_services"][service]["compose_service"]
+        labels = container["Config"]["Labels"]
+        instance = expected[labels["org.shoplab.instance"]]
+        assert labels["org.shoplab.service"] == instance["service"]
+        assert labels["com.docker.compose.service"] == instance["compose_service"]
+        assert container["Name"] == f"/{PROJECT}-{instance['container_suffix']}"
 
 
 def test_app_healthchecks_are_the_probe_and_it_tells_200_from_the_rest(containers, topology):

@@ -1,17 +1,25 @@
-"""Isolation: no route out of the database tier, and the isolation matrix (tiered layout): from every
-container to every lab address:port, a TCP connection opens exactly when the flow data allows it."""
+"""Isolation: no route out of the database tier, the lab's firewall in place, and the isolation matrix
+(tiered layout): from every container and from the lab host to every instance's address:port, a TCP
+connection opens exactly when the flow data allows it (k8s network-policy probe style), printed as a
+matrix when a cell is wrong."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import FILTERS, by_service, docker
+from conftest import FILTERS, docker, probe_from, probe_from_host
 
-PROBE_TIMEOUT = 3
+HOST = "host"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _tiered(topology):
+    if topology.get("shoplab_docker_layout", "tiered") != "tiered":
+        pytest.skip("the firewall and the isolation matrix apply to the tiered layout")
 
 
 def test_no_route_out_of_the_database_tier(containers, topology):
@@ -33,94 +41,104 @@ def test_no_route_out_of_the_database_tier(containers, topology):
             assert not default or dropped, f"{container_id[:12]} has a default route and nothing drops it"
 
 
-def _addresses(container: dict) -> dict[str, str]:
-    """Docker network name -> the container's address on it."""
-    return {net: spec["IPAddress"] for net, spec in container["NetworkSettings"]["Networks"].items()}
+def test_every_container_has_its_topology_addresses(containers, docker_instances, topology):
+    """The firewall names addresses: every container holds exactly the ones the topology gives it."""
+    tiers = topology["shoplab_tiers"]
+    by_instance = {c["Config"]["Labels"]["org.shoplab.instance"]: c for c in containers}
+    assert set(by_instance) == {i["name"] for i in docker_instances}
+    for instance in docker_instances:
+        networks = by_instance[instance["name"]]["NetworkSettings"]["Networks"]
+        seen = {net: spec["IPAddress"] for net, spec in networks.items()}
+        wanted = {tiers[t]["docker_network"]: a for t, a in instance["docker_addresses"].items()}
+        assert seen == wanted, instance["name"]
 
 
-def _assert_via_lab_bridge(address: str, lab_network_ids: dict[str, str]) -> None:
-    """Refuse to probe an address whose route from this host does not use a bridge of the lab."""
-    route = subprocess.run(["ip", "route", "get", address], capture_output=True, text=True, check=True).stdout
-    bridges = {f"br-{network_id[:12]}" for network_id in lab_network_ids.values()}
-    assert any(f"dev {bridge}" in route for bridge in bridges), f"{address} not behind a lab bridge: {route}"
+def test_the_firewall_is_hooked_before_docker_decides():
+    """Our chains sit first in DOCKER-USER (which FORWARD consults first), INPUT and OUTPUT, and bridged
+    traffic passes iptables (without it, a network would be one open segment)."""
+    rules = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True, check=True).stdout
+    lines = rules.splitlines()
+    for chain, ours in (
+        ("DOCKER-USER", "SHOPLAB-DOCKER-FORWARD"),
+        ("INPUT", "SHOPLAB-DOCKER-INPUT"),
+        ("OUTPUT", "SHOPLAB-DOCKER-OUTPUT"),
+    ):
+        jumps = [line for line in lines if line.startswith(f"-A {chain} ")]
+        assert f"-A {chain} -j {ours}" in jumps, jumps
+    assert "-A FORWARD -j DOCKER-USER" in lines
+    with open("/proc/sys/net/bridge/bridge-nf-call-iptables", encoding="ascii") as handle:
+        assert handle.read().strip() == "1"
+    check = subprocess.run(["/usr/local/sbin/shoplab-docker-firewall", "check"], check=False)
+    assert check.returncode == 0
 
 
-def _probe_from(container: str, targets: list[tuple[str, int]]) -> dict[tuple[str, int], bool]:
-    """Open a TCP connection to every target from inside `container`, in parallel, timeout 3 s each."""
-    script = " ".join(
-        f'( timeout {PROBE_TIMEOUT} bash -c "exec 3<>/dev/tcp/{addr}/{port}" 2>/dev/null'
-        f' && echo "{addr}:{port} open" || echo "{addr}:{port} closed" ) &'
-        for addr, port in targets
-    )
-    out = docker("exec", container, "bash", "-c", f"{script} wait", timeout=60)
-    result = {}
-    for line in out.splitlines():
-        endpoint, state = line.split()
-        addr, port = endpoint.rsplit(":", 1)
-        result[(addr, int(port))] = state == "open"
-    assert set(result) == set(targets), f"{container}: missing probe results"
-    return result
+def _matrix(names: list[str], seen: dict[tuple[str, str], bool], expected: dict) -> str:
+    """Sources down, targets across: '.' closed as expected, 'o' open as expected, 'X' wrong."""
+    width = max(len(n) for n in names)
+    lines = [" " * (width + 1) + " ".join(n[:9].rjust(9) for n in names[1:])]
+    for source in names:
+        marks = []
+        for target in names[1:]:
+            if source == target:
+                marks.append("-".rjust(9))
+            else:
+                ok = seen[source, target] == expected[source, target]
+                marks.append(("o" if seen[source, target] else ".") if ok else "X")
+                marks[-1] = marks[-1].rjust(9)
+        lines.append(source.ljust(width + 1) + " ".join(marks))
+    return "\n".join(lines)
 
 
-def test_isolation_matrix(containers, instances, topology):
-    """Every cell of shoplab_flow_matrix(mode='docker'), observed; all wrong cells are reported."""
-    if topology.get("shoplab_docker_layout", "tiered") != "tiered":
-        pytest.skip("the isolation matrix applies to the tiered layout")
+def test_isolation_matrix(containers, docker_instances, topology):
+    """Every cell of shoplab_flow_matrix, observed by real connections; wrong cells are all reported."""
     services = topology["shoplab_services"]
-    expected = FILTERS.shoplab_flow_matrix(
-        instances, services, topology["shoplab_allowed_flows"], mode="docker"
-    )
-
-    # Instance name (product-1, ...) -> its container, in container-number order.
-    container_of = {}
-    for service, group in by_service(containers).items():
-        names = [i["name"] for i in instances if i["service"] == service]
-        container_of.update(zip(names, group, strict=True))
-
-    network_ids = {
-        tier["docker_network"]: json.loads(docker("network", "inspect", tier["docker_network"]))[0]["Id"]
-        for tier in topology["shoplab_tiers"].values()
+    cells = FILTERS.shoplab_flow_matrix(docker_instances, services, topology["shoplab_allowed_flows"])
+    expected = {(c["source"], c["target"]): c["allowed"] for c in cells}
+    container = {c["Config"]["Labels"]["org.shoplab.instance"]: c["Name"].lstrip("/") for c in containers}
+    # Every address of an instance, on every network it joins: open if any of them opens.
+    endpoints = {
+        i["name"]: [(a, i["port"]) for a in i["docker_addresses"].values()] for i in docker_instances
     }
-    targets = {}
-    for instance in instances:
-        port = services[instance["service"]]["port"]
-        addresses = _addresses(container_of[instance["name"]])
-        targets[instance["name"]] = [(net, addr, port) for net, addr in addresses.items()]
-    for endpoints in targets.values():
-        for _net, addr, _port in endpoints:
-            assert ipaddress.ip_address(addr).is_private
-            _assert_via_lab_bridge(addr, network_ids)
-
-    every_target = sorted({(addr, port) for endpoints in targets.values() for _n, addr, port in endpoints})
+    every = sorted({e for found in endpoints.values() for e in found})
 
     def observe(source: str) -> tuple[str, dict]:
-        return source, _probe_from(container_of[source]["Name"].lstrip("/"), every_target)
+        if source == HOST:
+            return source, probe_from_host(every, topology)
+        return source, probe_from(container[source], every)
 
+    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=4) as pool:
-        observed = dict(pool.map(observe, [i["name"] for i in instances]))
-
-    published = {
-        name: {int(port.split("/")[0]) for port, binds in c["NetworkSettings"]["Ports"].items() if binds}
-        for name, c in container_of.items()
+        observed = dict(pool.map(observe, [HOST, *container]))
+    seen = {
+        (source, target): any(observed[source][e] for e in endpoints[target]) for source, target in expected
     }
-    wrong = []
-    for cell in expected:
-        source, target = cell["source"], cell["target"]
-        port = services[container_of[target]["Config"]["Labels"]["org.shoplab.service"]]["port"]
-        if source == "host":
-            # The host reaches the lab only through published ports (the gateway on localhost).
-            seen = port in published[target]
-            detail = f"published={sorted(published[target])}"
-        else:
-            opened = {net: observed[source][(addr, p)] for net, addr, p in targets[target]}
-            shared = set(container_of[source]["NetworkSettings"]["Networks"])
-            seen = any(opened.values())
-            # Never open through a network the source is not on (Docker's inter-network isolation).
-            leaks = [net for net, is_open in opened.items() if is_open and net not in shared]
-            if leaks:
-                seen = "leak"
-            detail = f"open={opened}"
-        if seen is not cell["allowed"]:
-            wrong.append(f"{source} -> {target}:{port} expected {cell['allowed']} saw {seen} ({detail})")
-    print(f"isolation matrix: {len(expected)} cells, {len(wrong)} wrong")
-    assert wrong == [], "\n".join(wrong)
+    wrong = [
+        f"{s} -> {t}: expected {'open' if expected[s, t] else 'closed'}"
+        for (s, t) in expected
+        if seen[s, t] != expected[s, t]
+    ]
+    names = [HOST, *[i["name"] for i in docker_instances]]
+    print(f"isolation matrix: {len(expected)} cells, {len(wrong)} wrong, {time.monotonic() - started:.1f} s")
+    print(_matrix(names, seen, expected))
+    assert not wrong, (
+        f"{len(wrong)} wrong cells of {len(expected)}:\n"
+        + "\n".join(wrong)
+        + "\n"
+        + _matrix(names, seen, expected)
+    )
+
+
+def test_matrix_denies_something_and_allows_something_inside_one_network(docker_instances, topology):
+    """Guard against a vacuous matrix: a pair sharing a network is closed, another open."""
+    cells = FILTERS.shoplab_flow_matrix(
+        docker_instances, topology["shoplab_services"], topology["shoplab_allowed_flows"]
+    )
+    by_name = {i["name"]: i for i in docker_instances}
+    shared = [
+        c
+        for c in cells
+        if c["source"] != HOST
+        and set(by_name[c["source"]]["docker_addresses"]) & set(by_name[c["target"]]["docker_addresses"])
+    ]
+    assert any(c["allowed"] for c in shared)
+    assert any(not c["allowed"] for c in shared)
