@@ -6,7 +6,8 @@ instances) listening on another port of the gateway's address, started for the r
           the gateway's port, so a chain of our own (BENCH-OUTPUT, jumped to first from OUTPUT) accepts
           the nginx port for the run and is removed afterwards.
   docker  `nsenter -t <gateway container pid> -n nginx …` on this host: nginx shares the gateway
-          container's network namespace (frontend + backend networks); no rule is needed.
+          container's network namespace (frontend + backend networks); the docker lab's firewall too
+          lets the host reach only the gateway's port, so BENCH-OUTPUT-DOCKER accepts nginx's for the run.
 A spec (from roles/bench) gives: exec (argv prefix that enters the namespace), files (argv prefix that
 reaches the filesystem nginx reads, e.g. `docker exec -i shoplab-labhost`), dir, listen, products,
 orders, and optionally firewall: {prefix, chain, rules: [[iptables args], …]}.
