@@ -22,7 +22,7 @@ LAB_READY := $(if $(filter vm,$(LAB)),vm-inventory)
 # What a deploy needs first: this machine's set-up (local) or running lab VMs (vm).
 LAB_HOST := $(if $(filter vm,$(LAB)),vm-inventory,host-up)
 
-.PHONY: help host-up host-test venv wheelhouse lint docs test test-unit test-bootstrap test-services test-bench test-netns test-exercises test-docker up down run-local bench clean
+.PHONY: help host-up host-test venv wheelhouse lint docs test test-unit test-bootstrap test-services test-bench test-prepare test-netns test-exercises test-docker up down run-local bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -75,7 +75,14 @@ test-exercises: host-test venv ## molecule test -s exercises: every netns exerci
 test-docker: host-test venv ## molecule test -s docker: mode=docker on this host's Docker engine
 	molecule test -s docker
 
-test: host-test lint test-unit test-bootstrap test-services test-bench test-netns test-exercises test-docker ## Every lint and every test
+test-prepare: host-test venv ## What the parallel scenarios share, built once before them: the wheelhouse and the Debian base image
+	ansible-playbook playbooks/wheelhouse.yml
+	ansible-playbook playbooks/debian_base_image.yml
+
+# The quick steps in turn, then the scenarios in parallel lanes (scripts/run-tests says why and how);
+# each step's log is in build/test-logs/, and the output ends with what failed and every step's time.
+test: host-test venv ## Every lint and every test (STEPS="test-docker …": only those steps)
+	$(PY) scripts/run-tests $(STEPS)
 
 up: $(LAB_HOST) venv ## Run the lab: make up MODE=netns|docker [LAB=vm: in the lab VMs of make vm]
 	ansible-playbook site.yml $(LAB_INVENTORY) -e mode=$(MODE)

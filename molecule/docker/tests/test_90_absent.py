@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 from conftest import LOG_DIR, PROJECT, docker, lab_containers
 from labtest import playbook, tail
@@ -23,6 +24,14 @@ def test_state_absent_leaves_nothing(topology):
         "network", "ls", "-q", "--filter", f"label=com.docker.compose.project={PROJECT}"
     ).split()
     assert project_networks == []
+    # The lab's firewall goes too: no chain of its own, no jump to one, no boot unit.
+    for table in ("filter", "nat"):
+        rules = subprocess.run(
+            ["iptables", "-w", "-t", table, "-S"], capture_output=True, text=True, check=True
+        )
+        assert "SHOPLAB-DOCKER" not in rules.stdout, rules.stdout
+    assert not os.path.exists("/usr/local/sbin/shoplab-docker-firewall")
+    assert not os.path.exists("/etc/systemd/system/shoplab-docker-firewall.service")
     # Volumes go only when asked (docker_stack_remove_volumes=true).
     volume = f"{PROJECT}-postgres-data"
     assert volume in docker("volume", "ls", "-q", "--filter", f"name={volume}").split()
