@@ -22,7 +22,7 @@ LAB_READY := $(if $(filter vm,$(LAB)),vm-inventory)
 # What a deploy needs first: this machine's set-up (local) or running lab VMs (vm).
 LAB_HOST := $(if $(filter vm,$(LAB)),vm-inventory,host-up)
 
-.PHONY: help host-up host-test venv wheelhouse lint docs test test-unit test-bootstrap test-services test-bench test-prepare test-netns test-exercises test-docker up down run-local bench clean
+.PHONY: help host-up host-test venv wheelhouse lint docs test test-unit test-bootstrap test-services test-bench test-prepare test-netns test-exercises test-docker test-vm up down run-local bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -74,6 +74,9 @@ test-exercises: host-test venv ## molecule test -s exercises: every netns exerci
 
 test-docker: host-test venv ## molecule test -s docker: mode=docker on this host's Docker engine
 	molecule test -s docker
+
+test-vm: host-test host-vm venv ## molecule test -s vm: mode=netns in a lab VM (booted and removed; refused while lab VMs run)
+	molecule test -s vm
 
 test-prepare: host-test venv ## What the parallel scenarios share, built once before them: the wheelhouse and the Debian base image
 	ansible-playbook playbooks/wheelhouse.yml

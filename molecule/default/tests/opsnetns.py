@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 import labtest
-from labdata import TESTINFRA_HOSTS, TOPOLOGY, instance
+from labdata import TESTINFRA_HOSTS, TOPOLOGY, instance, on_lab_host
 from labtest import digest_script, parse_digest, tail  # noqa: F401 (tail: re-exported for the tests)
 
 OPS_HOSTS = [os.environ["SHOPLAB_OPS_HOST"]] if os.environ.get("SHOPLAB_OPS_HOST") else TESTINFRA_HOSTS
@@ -60,8 +60,9 @@ def digest(lab) -> dict[str, str]:
     return parse_digest(out)
 
 
-def container_name() -> str:
-    return OPS_HOSTS[0].split("://", 1)[1]
+def on_ops_host(*argv: str) -> list[str]:
+    """argv run on the lab host of the operations tests, from this machine."""
+    return on_lab_host(OPS_HOSTS[0].split("://", 1)[1], *argv)
 
 
 def start_request_loop(lab, count: int = 20000, path: str = "/api/products?per_page=5") -> tuple:
@@ -78,7 +79,7 @@ def start_request_loop(lab, count: int = 20000, path: str = "/api/products?per_p
         " || echo curl-failed; sleep 0.05; done"
     )
     process = subprocess.Popen(
-        ["docker", "exec", container_name(), "timeout", "300", "bash", "-c", loop],
+        on_ops_host("timeout", "300", "bash", "-c", loop),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -89,7 +90,7 @@ def start_request_loop(lab, count: int = 20000, path: str = "/api/products?per_p
 def stop_request_loop(loop: tuple) -> list[str]:
     """Ask the loop to stop (its stop file), wait for it, and return its lines."""
     process, stop = loop
-    subprocess.run(["docker", "exec", container_name(), "touch", stop], capture_output=True, check=False)
+    subprocess.run(on_ops_host("touch", stop), capture_output=True, check=False)
     out, _ = process.communicate(timeout=60)
-    subprocess.run(["docker", "exec", container_name(), "rm", "-f", stop], capture_output=True, check=False)
+    subprocess.run(on_ops_host("rm", "-f", stop), capture_output=True, check=False)
     return out.splitlines()

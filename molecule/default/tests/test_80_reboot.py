@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import pytest
-from labdata import INSTANCES, TESTINFRA_HOSTS
+from labdata import INSTANCES, LAB_HOST_KIND, TESTINFRA_HOSTS, on_lab_host
 
 testinfra_hosts = TESTINFRA_HOSTS
 
@@ -15,12 +15,33 @@ UNITS = ["shoplab-firewall.service", "shoplab-netns.service"]
 UNITS += [f"shoplab-{i['name']}.service" for i in INSTANCES]
 
 
+# A lab VM under TCG takes about a minute to boot; a container a few seconds.
+BOOT_TIMEOUT = 120 if LAB_HOST_KIND == "container" else 600
+
+
+def reboot(name: str) -> None:
+    """A lab-host container restarts (a new network namespace, an empty /run, systemd boots again); a VM
+    reboots, and SSH answers only once the old system is gone (its boot id changes)."""
+    if LAB_HOST_KIND == "container":
+        subprocess.run(["docker", "restart", name], check=True, capture_output=True, timeout=120)
+        return
+    boot_id = ["cat", "/proc/sys/kernel/random/boot_id"]
+    before = subprocess.run(on_lab_host(name, *boot_id), capture_output=True, text=True, check=True).stdout
+    # The connection drops as the VM goes down: ssh's own status says nothing then.
+    subprocess.run(on_lab_host(name, "systemctl", "reboot"), capture_output=True, check=False, timeout=60)
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    while time.monotonic() < deadline:
+        now = subprocess.run(on_lab_host(name, *boot_id), capture_output=True, text=True, check=False)
+        if now.returncode == 0 and now.stdout != before:
+            return
+        time.sleep(5)
+    raise AssertionError(f"{name} did not come back within {BOOT_TIMEOUT} s")
+
+
 @pytest.fixture(scope="module")
 def rebooted(lab):
-    """Restart the lab-host container: a new network namespace, an empty /run, systemd boots again."""
-    name = lab.host.backend.name
-    subprocess.run(["docker", "restart", name], check=True, capture_output=True, timeout=120)
-    deadline = time.monotonic() + 120
+    reboot(lab.host.backend.hostname)
+    deadline = time.monotonic() + BOOT_TIMEOUT
     state = ""
     while time.monotonic() < deadline:
         state = lab.run("systemctl is-system-running").stdout.strip()
