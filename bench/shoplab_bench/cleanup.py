@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import re
 import secrets
+import shlex
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,17 +66,24 @@ class Database:
     mode: str
     psql: list[str]
     cache: list[str] = field(default_factory=list)
+    # A lab in a VM: a command that runs its last argument as a shell command line there (ssh … --).
+    via: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, mode: str, spec: dict) -> Database:
-        return cls(mode=mode, psql=list(spec["psql"]), cache=list(spec.get("cache") or []))
+        return cls(mode=mode, psql=list(spec["psql"]), cache=list(spec.get("cache") or []),
+                   via=list(spec.get("via") or []))  # fmt: skip
+
+    def command(self, argv: list[str]) -> list[str]:
+        """argv as run from this host: itself, or one quoted command line handed to `via`."""
+        return [*self.via, shlex.join(argv)] if self.via else argv
 
     def run(self, script: str, **variables: str) -> str:
         argv = [*self.psql, "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1"]
         for name, value in variables.items():
             argv += ["-v", f"{name}={value}"]
         done = subprocess.run(
-            argv, input=script, capture_output=True, text=True, timeout=TIMEOUT_S, check=False
+            self.command(argv), input=script, capture_output=True, text=True, timeout=TIMEOUT_S, check=False
         )
         if done.returncode != 0:
             raise RuntimeError(f"psql ({self.mode}) exited {done.returncode}: {done.stderr.strip()[-500:]}")
@@ -131,7 +139,7 @@ def forget_cached(db: Database, product_ids: list[int]) -> bool | None:
     """Delete the products' cache entries (as the product service's writes do); None: no cache command."""
     if not db.cache or not product_ids:
         return None
-    argv = [*db.cache, "DEL", *(item_key(pid) for pid in product_ids), PAGES_KEY]
+    argv = db.command([*db.cache, "DEL", *(item_key(pid) for pid in product_ids), PAGES_KEY])
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError):
@@ -145,7 +153,8 @@ RECORDED = "recorded-stock.json"
 def save(path: Path, run_id: str, recorded: dict[str, tuple[Database, list[dict]]]) -> None:
     """What `clean` needs, in the results folder: `python -m shoplab_bench cleanup DIR` after a hard kill."""
     labs = {
-        mode: {"psql": db.psql, "cache": db.cache, "stock": stock} for mode, (db, stock) in recorded.items()
+        mode: {"psql": db.psql, "cache": db.cache, "via": db.via, "stock": stock}
+        for mode, (db, stock) in recorded.items()
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"run_id": run_id, "labs": labs}, indent=1, default=str))

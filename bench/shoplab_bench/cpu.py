@@ -10,6 +10,8 @@ Processes are sorted into a scope (which deployment they belong to) and a group 
          netns   processes in the lab-host container's cgroup (or, on a systemd host, shoplab-* units)
          docker  processes of a container of the shoplab Compose project
          engine  docker-proxy, dockerd, containerd (the Docker engine's share of the work)
+         <mode>  also: the QEMU process of a lab VM the mode runs in (bench_lab=vm), group `vm`: the
+                 guest's whole work, services, kernel and emulation (TCG) alike, as one figure
          other   everything else (other jobs on the machine: reported as a total, never attributed)
   group  gateway, product, order, registry (shoplab-serve/shoplab.serve <service>), redis, postgres,
          nginx, journald, docker-proxy, dockerd, containerd, other
@@ -34,6 +36,7 @@ _COMM_GROUPS = {
     "nginx": "nginx",
     "systemd-journal": "journald",
     "docker-proxy": "docker-proxy",
+    "qemu-system-x86": "vm",
     "dockerd": "dockerd",
     "containerd": "containerd",
     "containerd-shim": "containerd",
@@ -110,7 +113,7 @@ class Classifier:
     runner_pid: int
     netns_cgroup: str | None = None  # e.g. "/docker/<labhost id>" or "/system.slice/shoplab-"
     docker_ids: frozenset[str] = field(default_factory=frozenset)  # shoplab project container ids
-    roots: dict[int, str] = field(default_factory=dict)  # processes we started for a mode: pid -> scope
+    roots: dict[int, str] = field(default_factory=dict)  # pid -> scope: ours, a VM QEMU
 
     def group(self, p: Proc) -> str:
         match = _SERVE.search(p.cmdline)

@@ -361,6 +361,8 @@ def run_plan(plan: dict, out_dir: Path, log=print) -> dict:
         runner_pid=os.getpid(),
         netns_cgroup=plan.get("classifier", {}).get("netns_cgroup"),
         docker_ids=frozenset(plan.get("classifier", {}).get("docker_ids", [])),
+        # A lab VM's QEMU process counts for the mode that runs in it (JSON keys are strings).
+        roots={int(pid): mode for pid, mode in plan.get("classifier", {}).get("vm_pids", {}).items()},
     )
     try:
         targets = start_targets(plan, running, classifier, report, log)

@@ -305,3 +305,26 @@ def test_a_run_killed_hard_is_cleaned_up_afterwards_from_its_results_folder(lab,
     assert done.returncode == 0, done.stderr
     assert "cleanup lab: deleted" in done.stdout
     assert rows(lab["database_url"]) == before
+
+
+@needs_tools
+def test_a_lab_in_a_vm_is_cleaned_through_one_quoted_command_line(lab):
+    """bench_lab=vm: psql and redis-cli run in the VM through `ssh … --`, which hands its last argument to
+    the VM's shell; `sh -c` is that shell here, so the stock's JSON and the prefix must survive quoting."""
+    run_id = cleanup.new_run_id()
+    before = rows(lab["database_url"])
+    remote = {**lab["database"], "via": ["sh", "-c"]}
+    target = {"mode": "lab", "name": "vm-netns-published", "products_url": lab["product_url"], "prefix": []}
+    running = runner.Running(run_id)
+    said: list[str] = []
+    runner.record_stock([target], {"databases": {"lab": remote}}, tools.Load(), running, said.append)
+    assert len(running.recorded["lab"][1]) == 300
+    runner.restock(target, 300, 1_000_000, lab["operator_token"])
+    place(lab["order_url"], [(7, 3), (8, 1)], key=cleanup.key_nonce(run_id, "0" * 12) + "-1-1")
+    assert rows(lab["database_url"]) != before
+
+    result = running.put_back(said.append)["lab"]
+
+    assert (result["orders"], result["order_items"], result["products_restored"]) == (1, 2, 300)
+    assert result["cache_cleared"] is True
+    assert rows(lab["database_url"]) == before

@@ -77,6 +77,19 @@ def test_cpu_groups_and_scopes():
     assert used["other"] == {"other": round(500 / ticks, 3)}
 
 
+def test_a_lab_vms_qemu_process_counts_for_the_mode_that_runs_in_it():
+    me = os.getpid()
+    qemu = "/usr/bin/qemu-system-x86_64 -name guest=shoplab-vm-1,debug-threads=on -accel tcg"
+    procs = {
+        60: cpu.Proc(60, 1, "qemu-system-x86", 900, qemu, "0::/machine.slice"),
+        61: cpu.Proc(61, 1, "qemu-system-x86", 40, qemu.replace("vm-1", "vm-2"), "0::/machine.slice"),
+    }  # fmt: skip
+    before = {pid: cpu.Proc(p.pid, p.ppid, p.comm, 0, p.cmdline, p.cgroup) for pid, p in procs.items()}
+    used = cpu.usage(before, procs, cpu.Classifier(runner_pid=me, roots={60: "netns"}))
+    assert used["netns"] == {"vm": round(900 / cpu.TICKS, 3)}
+    assert used["other"] == {"vm": round(40 / cpu.TICKS, 3)}  # another VM: not the measured lab
+
+
 def test_context_switches_are_counted_thread_by_thread():
     me = os.getpid()
     gateway = "/venv/bin/python -m shoplab.serve gateway"
