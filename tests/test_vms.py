@@ -58,3 +58,16 @@ def test_more_vms_than_the_network_reserves_are_refused():
 def test_bad_network_data_is_refused_naming_the_setting(change, names):
     with pytest.raises(VmNetworkError, match=names):
         shoplab_vms({**NETWORK, **change}, NETWORK["max_vms"], PREFIX)
+
+
+def test_the_vm_image_bakes_in_every_package_netns_mode_and_capture_install():
+    """The image's lab packages (lab_vms.yml) are what the netns roles install, read from the roles
+    themselves, so a package a role starts to need is never silently missing from a fresh VM."""
+    roles = Path(__file__).resolve().parents[1] / "roles"
+    needed = {"tcpdump"}  # lab_capture installs it by name (roles/lab_capture/tasks/capture.yml)
+    for role in ["netns_network", "netns_firewall", "netns_datastores", "netns_services"]:
+        role_vars = yaml.safe_load((roles / role / "vars" / "main.yml").read_text())
+        needed |= set(role_vars[f"_{role}_packages"])
+    assert needed - set(DATA["shoplab_vm_lab_packages"]) == set()
+    assert "tcpdump" in (roles / "lab_capture" / "tasks" / "capture.yml").read_text()
+    assert "docker.io" not in DATA["shoplab_vm_lab_packages"]  # dockerd would change FORWARD
