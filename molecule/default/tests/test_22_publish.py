@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from labdata import TESTINFRA_HOSTS, TIERS, TOPOLOGY, instance
+from labdata import LAB_HOST_KIND, TESTINFRA_HOSTS, TIERS, TOPOLOGY, instance
 from labtest import tail
 from opsnetns import scenario_converge
 
@@ -90,6 +90,11 @@ def loopback_default(lab):
     assert from_this_machine(lab_host_address(lab)) == "200"
 
 
+# Two whole converges: seconds in a lab-host container, about 12 minutes each in a TCG lab VM. What it
+# shows is netns_firewall's own default, the same on any systemd host: the container scenario shows it.
+@pytest.mark.skipif(
+    LAB_HOST_KIND == "vm", reason="two converges (~25 min under TCG) for the firewall's default"
+)
 def test_by_default_only_loopback_leads_to_the_gateway(lab, loopback_default):
     bridge = instance("gateway")["bridge"]
     # The kernel routes the host's loopback-sourced connections out of the gateway's bridge only with this.
