@@ -22,7 +22,7 @@ LAB_READY := $(if $(filter vm,$(LAB)),vm-inventory)
 # What a deploy needs first: this machine's set-up (local) or running lab VMs (vm).
 LAB_HOST := $(if $(filter vm,$(LAB)),vm-inventory,host-up)
 
-.PHONY: help host-up host-test venv wheelhouse lint docs test test-unit test-bootstrap test-services test-bench test-prepare test-netns test-exercises test-docker test-vm up down run-local bench clean
+.PHONY: help host-up host-test venv wheelhouse lint docs test test-unit test-bootstrap test-services test-bench test-prepare test-netns test-exercises test-docker test-vm test-vm-docker test-vm-deploy up down run-local bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -78,6 +78,17 @@ test-docker: host-test venv ## molecule test -s docker: mode=docker on this host
 test-vm: host-test host-vm venv ## molecule test -s vm: mode=netns in a lab VM (booted and removed; refused while lab VMs run)
 	molecule test -s vm
 
+test-vm-docker: host-test host-vm venv ## molecule test -s vm-docker: mode=docker in a lab VM, the docker scenario's tests over SSH
+	molecule test -s vm-docker
+
+# What test-vm-deploy checks in its VM: the deploy itself (the default scenario's topology, flow, publishing,
+# isolation and forwarding tests, then state=absent), not the operations, drills or reboot test-vm adds.
+VM_DEPLOY_TESTS ?= test_10_topology or test_20_flow or test_22_publish or test_30_isolation or test_31_forwarding_gate or test_90_absent
+test-vm-deploy: host-test host-vm venv ## make test's lab-VM step: boot a VM, deploy netns into it, its deploy tests, remove it (test-vm's first half)
+	molecule create -s vm && molecule prepare -s vm && molecule converge -s vm \
+	  && PYTEST_ADDOPTS="-k '$(VM_DEPLOY_TESTS)'" molecule verify -s vm; \
+	  status=$$?; molecule destroy -s vm || status=1; exit $$status
+
 test-prepare: host-test venv ## What the parallel scenarios share, built once before them: the wheelhouse and the Debian base image
 	ansible-playbook playbooks/wheelhouse.yml
 	ansible-playbook playbooks/debian_base_image.yml
@@ -100,8 +111,8 @@ clean: ## Remove build outputs (the lab VM image and key pair too: make vm-down 
 	@test ! -f $(VM_INVENTORY) || { echo "clean: lab VMs run on build/vm ($(VM_INVENTORY)): make vm-down first" >&2; exit 1; }
 	rm -rf build
 
-bench: host-test venv ## Benchmark loopback, netns and docker, interleaved (QUICK=1: the < 2 minute smoke run)
-	ansible-playbook playbooks/bench.yml $(if $(QUICK),-e bench_quick=true)
+bench: host-test $(LAB_READY) venv ## Benchmark loopback, netns and docker, interleaved (QUICK=1: the < 2 minute smoke run; LAB=vm: the lab in the first VM)
+	ansible-playbook playbooks/bench.yml $(LAB_INVENTORY) -e bench_lab=$(LAB) $(if $(QUICK),-e bench_quick=true)
 
 test-bench: host-test venv ## The benchmark harness once, quick (a smoke test: no speed is asserted)
 	ansible-playbook playbooks/bench.yml -e bench_quick=true
@@ -153,12 +164,12 @@ grade-class: $(if $(INVENTORY),,$(LAB_READY)) venv ## Grade every host of group 
 
 # Fault drills (README "Fault drills"): each takes MODE=netns|docker.
 .PHONY: drill drill-heal drill-list
-drill: venv ## Break the lab on purpose under load, check no order is lost: make drill MODE=… [FAULT=<kind>] [DURATION=s] [RATE=orders/s]
-	ansible-playbook playbooks/drill.yml -e mode=$(MODE) $(if $(FAULT),-e lab_drill_fault=$(FAULT)) \
+drill: $(LAB_READY) venv ## Break the lab on purpose under load, check no order is lost: make drill MODE=… [FAULT=<kind>] [DURATION=s] [RATE=orders/s] [LAB=vm]
+	ansible-playbook playbooks/drill.yml $(LAB_INVENTORY) -e mode=$(MODE) $(if $(FAULT),-e lab_drill_fault=$(FAULT)) \
 	  $(if $(DURATION),-e lab_drill_duration_s=$(DURATION)) $(if $(RATE),-e lab_drill_order_rate=$(RATE))
 
-drill-heal: venv ## Undo every fault a drill can leave (after Ctrl-C; idempotent): make drill-heal MODE=…
-	ansible-playbook playbooks/drill.yml -e mode=$(MODE) -e lab_drill_action=heal
+drill-heal: $(LAB_READY) venv ## Undo every fault a drill can leave (after Ctrl-C; idempotent): make drill-heal MODE=… [LAB=vm]
+	ansible-playbook playbooks/drill.yml $(LAB_INVENTORY) -e mode=$(MODE) -e lab_drill_action=heal
 
 drill-list: venv ## The fault kinds, their parameters and their written expectations: make drill-list MODE=…
 	ansible-playbook playbooks/drill.yml -e mode=$(MODE) -e lab_drill_action=list

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shlex
-import subprocess
-from pathlib import Path
 
-import yaml
+import labhost
 from labtest import FILTERS, TOKEN_FILES, TOPOLOGY
 
 COUNTS = {
@@ -27,52 +24,24 @@ def instance(service: str, index: int = 1) -> dict:
     return next(i for i in INSTANCES if i["service"] == service and i["index"] == index)
 
 
-def lab_host_names() -> list[str]:
-    """The Molecule instances in group `lab` (the lab-host containers)."""
-    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
-    if not inventory:
-        return ["shoplab-netns"]
-    data = yaml.safe_load(Path(inventory).read_text())
-    hosts = data.get("lab", {}).get("hosts") or data.get("all", {}).get("hosts") or {}
-    return sorted(hosts) or ["shoplab-netns"]
-
-
 # What the lab hosts are (set by the scenario, molecule.yml): `container`, systemd lab-host containers
 # (default, exercises), or `vm`, lab VMs reached over SSH (vm).
-LAB_HOST_KIND = os.environ.get("SHOPLAB_LAB_HOST_KIND", "container")
+LAB_HOST_KIND = labhost.KIND or "container"
 # docker:// runs commands with `docker exec`, much faster than one Ansible call per command; ansible://
 # opens SSH with the inventory's address, user and key (testinfra's SSH backend, one connection kept).
 TESTINFRA_HOSTS = [
-    f"{'docker' if LAB_HOST_KIND == 'container' else 'ansible'}://{name}" for name in lab_host_names()
+    f"{'docker' if LAB_HOST_KIND == 'container' else 'ansible'}://{name}"
+    for name in labhost.lab_host_names("shoplab-netns")
 ]
-
-
-@functools.cache
-def _ssh_argv(name: str) -> tuple[str, ...]:
-    """ssh to lab VM `name` as Ansible reaches it (the scenario's inventory: address, user, key)."""
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    listed = subprocess.run(
-        ["ansible-inventory", "-i", str(Path(inventory).parent), "--host", name],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    hostvars = json.loads(listed.stdout)
-    return (
-        "ssh",
-        *shlex.split(hostvars.get("ansible_ssh_common_args", "")),
-        "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-        "-i", hostvars["ansible_private_key_file"],
-        "-p", str(hostvars.get("ansible_port") or 22),
-        f"{hostvars['ansible_user']}@{hostvars['ansible_host']}",
-    )  # fmt: skip
 
 
 def on_lab_host(name: str, *argv: str) -> list[str]:
     """The command that runs argv on lab host `name` from this machine, for what testinfra cannot do (a
     process kept running beside the tests, a reboot): `docker exec`, or ssh with argv quoted for the
-    remote shell."""
+    remote shell (molecule/shared/labhost.py, which the docker scenario's tests use too)."""
     if LAB_HOST_KIND == "container":
         return ["docker", "exec", name, *argv]
-    return [*_ssh_argv(name), shlex.join(argv)]
+    return labhost.over_ssh(name, *argv)
 
 
 class Lab:

@@ -1,22 +1,25 @@
 """Shared helpers for the docker scenario: the topology data, the filters, `docker` itself, the lab's
 containers (healthy, by service) and its access logs.
 
-The tests run on the lab host (this machine: the scenario converges localhost), so they call the
-docker CLI directly and reach the gateway on localhost. Files run in name order, as the netns
-scenario's: test_10_topology, test_20_flow, test_21_logs, test_25_hardening, test_30_isolation,
-test_40_scale (leaves three product instances), the operations (test_5x_ops_*: scale puts the
-topology's count back before the diagram compares the lab with it), test_90_absent last.
+The tests run on this machine, against a lab host that is this machine too (the docker scenario
+converges localhost) or a lab VM (the vm-docker scenario, SHOPLAB_LAB_HOST_KIND=vm). Whatever they run or
+read on the lab host (the docker CLI, iptables, ps, its files, a probe "from the host") goes through
+molecule/shared/labhost.py (LAB): directly here, over SSH in a VM. The gateway is reached on its published
+port (localhost here, the VM's address there) and the operations playbooks get the VM's inventory there.
+testinfra's `host` (test_25's secret files) is the scenario's instance either way: localhost, or the VM.
+Files run in name order, as the netns scenario's: test_10_topology, test_20_flow, test_21_logs,
+test_25_hardening, test_30_isolation, test_40_scale (leaves three product instances), the operations
+(test_5x_ops_*: scale puts the topology's count back before the diagram compares the lab with it),
+test_90_absent last.
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from labhost import LAB
 from labtest import FILTERS, PROJECT_DIR, TOPOLOGY
 
 __all__ = ["FILTERS", "PROJECT_DIR"]
@@ -25,12 +28,12 @@ PROJECT = "shoplab"
 COMPOSE_FILE = "/opt/shoplab/docker/docker-compose.yml"
 SECRET_FILE = "/etc/shoplab/docker/db-password"
 LOG_DIR = "/var/log/shoplab-docker"  # docker_stack_log_dir's default
-GATEWAY_URL = "http://localhost:{port}"
 PROBE_TIMEOUT = 3
 
 
 def docker(*args: str, check: bool = True, timeout: float = 120) -> str:
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
+    """The docker CLI on the lab host, against its engine."""
+    result = LAB.run("docker", *args, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout
@@ -104,36 +107,42 @@ def lab_bridges(topology: dict) -> set[str]:
     }
 
 
+def route_devices(addresses: list[str]) -> dict[str, str]:
+    """The device the lab host's route to each address leaves through (`ip -o route get`, one line per
+    address, all in one call: one round trip to a VM)."""
+    loop = 'for a; do ip -o route get "$a" || exit 1; done'
+    lines = LAB.run("sh", "-c", loop, "sh", *addresses, check=True).stdout.splitlines()
+    assert len(lines) == len(addresses), lines
+    return {a: line.split(" dev ", 1)[1].split()[0] for a, line in zip(addresses, lines, strict=True)}
+
+
 def probe_from_host(targets: list[tuple[str, int]], topology: dict) -> dict[tuple[str, int], bool]:
-    """The same from this host (the lab host), after checking that every target's route leaves through a
-    lab bridge: probes go to the lab's own containers and nowhere else."""
+    """The same from the lab host itself (this machine, or the VM: the matrix's `host`), after checking
+    that every target's route there leaves through a lab bridge: probes go to the lab's own containers and
+    nowhere else."""
     bridges = lab_bridges(topology)
-    for address, _port in targets:
-        route = subprocess.run(["ip", "route", "get", address], capture_output=True, text=True, check=True)
-        device = route.stdout.split(" dev ", 1)[1].split()[0]
+    for address, device in route_devices(sorted({a for a, _port in targets})).items():
         assert device in bridges, f"{address} is not behind a lab bridge ({device}): refusing to probe it"
-
-    def connect(target: tuple[str, int]) -> tuple[tuple[str, int], bool]:
-        try:
-            with socket.create_connection(target, timeout=PROBE_TIMEOUT):
-                return target, True
-        except OSError:
-            return target, False
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        return dict(pool.map(connect, targets))
+    return LAB.probe(targets, PROBE_TIMEOUT)
 
 
 def access_log(service: str) -> str:
     return f"{LOG_DIR}/{service}.access.log"
 
 
+def access_lines(service: str, text: str) -> list[str]:
+    """The lines of `service`'s access log (on the lab host) holding `text`, grepped there: only those
+    lines come back, not the whole log. A missing or unreadable file fails (grep's status 2)."""
+    found = LAB.run("grep", "-F", "-e", text, "--", access_log(service))
+    assert found.returncode in (0, 1), f"{access_log(service)} on {LAB.name}: {found.stderr.strip()}"
+    return found.stdout.splitlines()
+
+
 def wait_for_access_line(service: str, text: str, timeout: float = 15) -> dict:
     """The last line of `service`'s access log holding `text` (lines are written every second)."""
     deadline = time.monotonic() + timeout
     while True:
-        with open(access_log(service), encoding="utf-8") as handle:
-            found = [line for line in handle if text in line]
+        found = access_lines(service, text)
         if found:
             return json.loads(found[-1])
         assert time.monotonic() < deadline, f"no line with {text!r} in {access_log(service)}"
@@ -172,7 +181,8 @@ def docker_instances(instances, topology) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def gateway_url(topology) -> str:
-    return GATEWAY_URL.format(port=topology["shoplab_services"]["gateway"]["port"])
+    """The gateway's published port from this machine: http://localhost:<port>, or the lab VM's address."""
+    return LAB.url(topology["shoplab_services"]["gateway"]["port"])
 
 
 @pytest.fixture(scope="session")

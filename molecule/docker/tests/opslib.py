@@ -1,18 +1,20 @@
-"""Helpers for the operations tests (test_5x_ops_*.py): run an operations playbook against this host's
-docker lab, read the database's digest the way lab_backup does, talk to the gateway on loopback."""
+"""Helpers for the operations tests (test_5x_ops_*.py): run an operations playbook against the docker
+lab's host (this machine, or the lab VM: labhost.LAB), read the database's digest the way lab_backup does,
+talk to the gateway from this machine."""
 
 from __future__ import annotations
 
 import subprocess
 
-import labtest
 from conftest import PROJECT, docker
+from labhost import LAB
 from labtest import digest_script, parse_digest, tail  # noqa: F401 (tail: re-exported for the tests)
 
 
 def playbook(name: str, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """ansible-playbook playbooks/<name> -e mode=docker …, with the project's own configuration."""
-    return labtest.playbook(f"playbooks/{name}", "docker", *extra, timeout=timeout)
+    """ansible-playbook playbooks/<name> -e mode=docker …: the project's own configuration and inventory
+    for this machine, the scenario's inventory for a lab VM (as its converge ran)."""
+    return LAB.playbook(f"playbooks/{name}", "docker", *extra, timeout=timeout)
 
 
 def service_container(service: str) -> str:
@@ -39,8 +41,9 @@ def digest(db: str = "shoplab", user: str = "shoplab") -> dict[str, str]:
 
 
 class RequestLoop:
-    """GET the gateway on loopback from a few threads until stopped (bounded), recording failures and
-    which instance answered (X-Upstream-Instance) when."""
+    """GET the gateway from this machine (its published port: on loopback, or at the lab VM's address) from
+    a few threads until stopped (bounded), recording failures and which instance answered
+    (X-Upstream-Instance) when."""
 
     def __init__(self, url: str, threads: int = 2, pause: float = 0.02, limit: int = 4000):
         import threading

@@ -4,9 +4,9 @@ apps' healthcheck, no builder image left, the networks and aliases, PostgreSQL's
 from __future__ import annotations
 
 import json
-import subprocess
 
 from conftest import PROJECT, by_service, docker
+from labhost import LAB
 
 
 def test_every_container_healthy_and_counted(containers, instances, docker_instances):
@@ -35,12 +35,8 @@ def test_app_healthchecks_are_the_probe_and_it_tells_200_from_the_rest(container
         ready = f"http://127.0.0.1:{port}/ready"
         assert container["Config"]["Healthcheck"]["Test"] == ["CMD", "shoplab-probe", ready]
         name = container["Name"].lstrip("/")
-        missing = subprocess.run(
-            ["docker", "exec", name, "shoplab-probe", f"http://127.0.0.1:{port}/no-such-page"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
+        missing = LAB.run(
+            "docker", "exec", name, "shoplab-probe", f"http://127.0.0.1:{port}/no-such-page", timeout=30
         )
         assert missing.returncode == 1, (name, missing.stderr)
         assert "HTTP 404" in missing.stderr

@@ -1,4 +1,5 @@
-"""The whole request flow through the gateway on localhost: products, an order, its row in PostgreSQL."""
+"""The whole request flow through the gateway's published port (on localhost, or at the lab VM's address):
+products, an order, its row in PostgreSQL."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def test_full_flow_through_the_gateway(containers, gateway_url, topology):
 
 
 def test_gateway_answers_on_localhost(gateway_url):
+    """On its published port from this machine: localhost, or the lab VM's address (published on every
+    address there)."""
     response = requests.get(f"{gateway_url}/api/products", timeout=10)
     assert response.status_code == 200
     assert response.headers.get("X-Upstream-Instance")

@@ -3,12 +3,10 @@ one file per service on the host (not docker logs)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import labtest
 import requests
 from conftest import LOG_DIR, by_service, wait_for_access_line
+from labhost import LAB
 
 
 def test_every_container_logs_to_a_rotated_local_log(containers):
@@ -22,8 +20,8 @@ def test_every_container_logs_to_a_rotated_local_log(containers):
 def test_app_containers_append_access_lines_to_one_file_per_service_on_the_host(containers, topology):
     """docker_stack_access_log: file. The folder is mounted in every app container, and each is told
     its service's file and the rotation settings (the services rotate it: shoplab.core.logs.AccessFile)."""
-    folder = os.stat(LOG_DIR)
-    assert (folder.st_uid, oct(folder.st_mode & 0o777)) == (10001, "0o750")
+    uid, mode = LAB.run("stat", "-c", "%u %a", LOG_DIR, check=True).stdout.split()
+    assert (int(uid), oct(int(mode, 8) & 0o777)) == (10001, "0o750")
     services = topology["shoplab_services"]
     for container in containers:
         service = container["Config"]["Labels"]["org.shoplab.service"]
@@ -47,7 +45,7 @@ def test_a_request_is_in_the_gateway_and_product_files_and_not_in_docker_logs(co
     product = wait_for_access_line("product", marker)
     assert product["instance"] == response.headers["X-Upstream-Instance"]
     gateway = by_service(containers)["gateway"][0]["Name"].lstrip("/")
-    logs = subprocess.run(["docker", "logs", gateway], capture_output=True, text=True, check=True, timeout=60)
+    logs = LAB.run("docker", "logs", gateway, check=True, timeout=60)
     both = logs.stdout + logs.stderr
     assert marker not in both and "shoplab.access" not in both
     assert "Booting worker" in both  # gunicorn's own lines stay in the container's log

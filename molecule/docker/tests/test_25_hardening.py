@@ -7,13 +7,12 @@ written."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 import labtest
 import pytest
 import requests
 from conftest import SECRET_FILE, by_service, docker, lab_containers
+from labhost import LAB
 
 HARDENING = ["read_only", "cap_drop", "no_new_privileges", "non_root", "limits", "restart"]
 
@@ -48,8 +47,9 @@ def test_hardening_from_docker_inspect(containers, check):
 
 
 def test_app_containers_may_use_every_cpu_datastores_one(containers, topology):
-    """docker_stack_limits: app `cpus: all` (no throttling, like the netns units), datastores 1.00."""
-    cpus = len(os.sched_getaffinity(0))
+    """docker_stack_limits: app `cpus: all` (no throttling, like the netns units), datastores 1.00. `all` is
+    the lab host's CPUs as the role counts them there (nproc)."""
+    cpus = int(LAB.run("nproc", check=True).stdout)
     kinds = {name: svc["kind"] for name, svc in topology["shoplab_services"].items()}
     found = {c["Config"]["Labels"]["org.shoplab.service"]: c["HostConfig"]["NanoCpus"] for c in containers}
     wanted = {name: (cpus if kinds[name] == "app" else 1) * 10**9 for name in found}
@@ -63,8 +63,8 @@ def test_every_thread_runs_the_topologys_cpu_scheduling_policy(containers, topol
     for container in containers:
         name = container["Config"]["Labels"]["org.shoplab.service"]
         pid = container["State"]["Pid"]
-        listed = subprocess.run(["ps", "-L", "-o", "cls=", "--ppid", str(pid), "-p", str(pid)],
-                                capture_output=True, text=True, check=True)  # fmt: skip
+        # State.Pid is a process of the lab host's: ps runs there.
+        listed = LAB.run("ps", "-L", "-o", "cls=", "--ppid", str(pid), "-p", str(pid), check=True)
         wanted = {"B"} if services[name].get("cpu_scheduling", "other") == "batch" else {"TS"}
         assert set(listed.stdout.split()) == wanted, container["Name"]
 
@@ -72,7 +72,7 @@ def test_every_thread_runs_the_topologys_cpu_scheduling_policy(containers, topol
 def test_bad_limits_are_refused_before_anything_changes(containers):
     before = sorted(c["Id"] for c in lab_containers())
     bad = {"app": {"cpus": "0", "memory": "256M", "pids": 1024}, "datastore": {"cpus": "1", "memory": "512M"}}
-    result = labtest.playbook("site.yml", "docker", "-e", json.dumps({"docker_stack_limits": bad}))
+    result = LAB.playbook("site.yml", "docker", "-e", json.dumps({"docker_stack_limits": bad}))
     assert result.returncode != 0
     assert "docker_stack_limits must give app and datastore each cpus" in result.stdout, labtest.tail(result)
     assert sorted(c["Id"] for c in lab_containers()) == before

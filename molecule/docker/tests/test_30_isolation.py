@@ -6,12 +6,12 @@ matrix when a cell is wrong."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import FILTERS, docker, probe_from, probe_from_host
+from labhost import LAB
 
 HOST = "host"
 
@@ -29,7 +29,7 @@ def test_no_route_out_of_the_database_tier(containers, topology):
     bridge but drops everything leaving the subnet (read from iptables, no packet is sent out)."""
     internal = [t for t in topology["shoplab_tiers"].values() if t["docker_internal"]]
     assert internal, "the topology has no internal network"
-    rules = subprocess.run(["iptables", "-S"], capture_output=True, text=True, check=False).stdout
+    rules = LAB.run("iptables", "-S").stdout
     for tier in internal:
         network = json.loads(docker("network", "inspect", tier["docker_network"]))[0]
         assert network["Internal"] is True
@@ -56,7 +56,7 @@ def test_every_container_has_its_topology_addresses(containers, docker_instances
 def test_the_firewall_is_hooked_before_docker_decides():
     """Our chains sit first in DOCKER-USER (which FORWARD consults first), INPUT and OUTPUT, and bridged
     traffic passes iptables (without it, a network would be one open segment)."""
-    rules = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True, check=True).stdout
+    rules = LAB.run("iptables", "-w", "-S", check=True).stdout
     lines = rules.splitlines()
     for chain, ours in (
         ("DOCKER-USER", "SHOPLAB-DOCKER-FORWARD"),
@@ -66,10 +66,9 @@ def test_the_firewall_is_hooked_before_docker_decides():
         jumps = [line for line in lines if line.startswith(f"-A {chain} ")]
         assert f"-A {chain} -j {ours}" in jumps, jumps
     assert "-A FORWARD -j DOCKER-USER" in lines
-    with open("/proc/sys/net/bridge/bridge-nf-call-iptables", encoding="ascii") as handle:
-        assert handle.read().strip() == "1"
-    check = subprocess.run(["/usr/local/sbin/shoplab-docker-firewall", "check"], check=False)
-    assert check.returncode == 0
+    assert LAB.read_file("/proc/sys/net/bridge/bridge-nf-call-iptables").strip() == "1"
+    check = LAB.run("/usr/local/sbin/shoplab-docker-firewall", "check")
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def _matrix(names: list[str], seen: dict[tuple[str, str], bool], expected: dict) -> str:

@@ -13,7 +13,7 @@ import labtest
 import requests
 from conftest import (
     FILTERS,
-    access_log,
+    access_lines,
     by_service,
     lab_containers,
     probe_from,
@@ -44,8 +44,7 @@ def test_scale_through_the_topology_to_three_and_round_robin(containers, gateway
         assert requests.get(gateway_url + marker, timeout=10).status_code == 404
     deadline = time.monotonic() + 15
     while True:
-        with open(access_log("product"), encoding="utf-8") as handle:
-            writers = {json.loads(line)["instance"] for line in handle if marker in line}
+        writers = {json.loads(line)["instance"] for line in access_lines("product", marker)}
         if writers == wanted or time.monotonic() > deadline:
             break
         time.sleep(0.5)

@@ -1,7 +1,7 @@
-"""Scaling (playbooks/scale.yml) the docker lab in place while a request loop runs through the gateway
-on loopback: no request fails, a new instance answers within seconds, a removed one no longer does,
-and a bad count, or one whose PostgreSQL connection pools would not fit in max_connections, is refused
-before anything changes."""
+"""Scaling (playbooks/scale.yml) the docker lab in place while a request loop runs through the gateway's
+published port (loopback, or the lab VM's address): no request fails, a new instance answers within
+seconds, a removed one no longer does, and a bad count, or one whose PostgreSQL connection pools would
+not fit in max_connections, is refused before anything changes."""
 
 from __future__ import annotations
 

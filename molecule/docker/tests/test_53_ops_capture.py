@@ -5,9 +5,11 @@ bounded by time and packet count, pcaps kept, a per-flow summary by tier, no tcp
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 
 from conftest import PROJECT_DIR
+from labhost import LAB
 from labops import assert_capture_shows_the_tiers, capture
 from opslib import playbook, tail
 
@@ -19,7 +21,9 @@ spec.loader.exec_module(pcap_summary)
 
 
 def tcpdumps_running() -> list[str]:
-    found = subprocess.run(["pgrep", "-a", "-x", "tcpdump"], capture_output=True, text=True, check=False)
+    """tcpdump processes on the lab host (where the capture runs them)."""
+    found = LAB.run("pgrep", "-a", "-x", "tcpdump")
+    assert found.returncode in (0, 1), f"pgrep on {LAB.name}: {found.stderr.strip()}"  # 1: none
     return found.stdout.splitlines()
 
 
@@ -39,13 +43,17 @@ def test_capture_shows_the_three_tiers(tmp_path):
 
 
 def test_monitor_traffic_wrapper_bounded_by_packet_count():
-    """scripts/monitor-traffic -c 5: every pcap holds at most 5 packets."""
+    """scripts/monitor-traffic -c 5: every pcap holds at most 5 packets. The wrapper uses the project's
+    configuration and its inventory; for a lab VM, ANSIBLE_INVENTORY (which outranks ansible.cfg) points it
+    at the scenario's, as a user points it at inventory/vms.yml."""
+    env = {**os.environ, "ANSIBLE_INVENTORY": LAB.inventory} if LAB.inventory else None
     result = subprocess.run(
         [str(PROJECT_DIR / "scripts" / "monitor-traffic"), "-m", "docker", "-s", "2", "-c", "5", "-r", "2"],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+        env=env,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "Flows (packets and bytes are both directions" in result.stdout

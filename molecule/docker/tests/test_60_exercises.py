@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import pytest
 from exercisetest import ExerciseRun, in_mode
+from labhost import LAB
 from labtest import tail
 
-HOST = "localhost"
+# The lab host's inventory name, under which the grader keeps its results: localhost, or the lab VM.
+HOST = LAB.name
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> ExerciseRun:
-    return ExerciseRun("docker", tmp_path_factory.mktemp("exercise-results"))
+    # The project's inventory for this machine, the scenario's for a lab VM (LAB.inventory).
+    return ExerciseRun("docker", tmp_path_factory.mktemp("exercise-results"), LAB.inventory)
 
 
 @pytest.mark.parametrize("exercise", in_mode("docker"), ids=lambda e: e["name"])

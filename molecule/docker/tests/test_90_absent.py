@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 from conftest import LOG_DIR, PROJECT, docker, lab_containers
-from labtest import playbook, tail
+from labhost import LAB
+from labtest import tail
 
 
 def test_state_absent_leaves_nothing(topology):
-    result = playbook("site.yml", "docker", "-e", "state=absent")
+    result = LAB.playbook("site.yml", "docker", "-e", "state=absent")
     assert result.returncode == 0, tail(result)
     assert "Stop and remove the containers and networks" in result.stdout, tail(result)
 
     assert lab_containers() == []
-    assert not os.path.exists(LOG_DIR)  # the access logs go with the containers
+    assert not LAB.exists(LOG_DIR)  # the access logs go with the containers
     names = [tier["docker_network"] for tier in topology["shoplab_tiers"].values()]
     names.append(topology["shoplab_flat_network"]["docker_network"])
     left = docker("network", "ls", "--format", "{{.Name}}").split()
@@ -26,12 +24,10 @@ def test_state_absent_leaves_nothing(topology):
     assert project_networks == []
     # The lab's firewall goes too: no chain of its own, no jump to one, no boot unit.
     for table in ("filter", "nat"):
-        rules = subprocess.run(
-            ["iptables", "-w", "-t", table, "-S"], capture_output=True, text=True, check=True
-        )
+        rules = LAB.run("iptables", "-w", "-t", table, "-S", check=True)
         assert "SHOPLAB-DOCKER" not in rules.stdout, rules.stdout
-    assert not os.path.exists("/usr/local/sbin/shoplab-docker-firewall")
-    assert not os.path.exists("/etc/systemd/system/shoplab-docker-firewall.service")
+    assert not LAB.exists("/usr/local/sbin/shoplab-docker-firewall")
+    assert not LAB.exists("/etc/systemd/system/shoplab-docker-firewall.service")
     # Volumes go only when asked (docker_stack_remove_volumes=true).
     volume = f"{PROJECT}-postgres-data"
     assert volume in docker("volume", "ls", "-q", "--filter", f"name={volume}").split()
