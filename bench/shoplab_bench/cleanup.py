@@ -76,7 +76,7 @@ class Database:
 
     def command(self, argv: list[str]) -> list[str]:
         """argv as run from this host: itself, or one quoted command line handed to `via`."""
-        return [*self.via, shlex.join(argv)] if self.via else argv
+        return [*self.via, shlex.join(map(str, argv))] if self.via else argv
 
     def run(self, script: str, **variables: str) -> str:
         argv = [*self.psql, "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1"]
