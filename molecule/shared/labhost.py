@@ -81,7 +81,9 @@ def ssh_argv(name: str) -> tuple[str, ...]:
     return (
         "ssh",
         *shlex.split(found.get("ansible_ssh_common_args", "")),
-        "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+        # A VM that goes away (a reboot) ends the connection within 15 s rather than never.
+        "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
+        "-o", "ServerAliveCountMax=3",
         "-i", found["ansible_private_key_file"],
         "-p", str(found.get("ansible_port") or 22),
         f"{found['ansible_user']}@{found['ansible_host']}",

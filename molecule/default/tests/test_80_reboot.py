@@ -31,7 +31,12 @@ def reboot(name: str) -> None:
     subprocess.run(on_lab_host(name, "systemctl", "reboot"), capture_output=True, check=False, timeout=60)
     deadline = time.monotonic() + BOOT_TIMEOUT
     while time.monotonic() < deadline:
-        now = subprocess.run(on_lab_host(name, *boot_id), capture_output=True, text=True, check=False)
+        # Bounded: a connection made just as the VM goes down would wait for it forever.
+        try:
+            now = subprocess.run(on_lab_host(name, *boot_id), capture_output=True, text=True, timeout=30,
+                                 check=False)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            continue
         if now.returncode == 0 and now.stdout != before:
             return
         time.sleep(5)
