@@ -79,11 +79,18 @@ def _plain(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     return result
 
 
+# A lab VM under TCG runs each Ansible task several times slower than a lab-host container (an idempotent
+# converge: 11 minutes against about 2), and slower still beside other work: the same playbooks get
+# this many times their time.
+TIMEOUT_FACTOR = 4 if os.environ.get("SHOPLAB_LAB_HOST_KIND") == "vm" else 1
+
+
 def playbook(
     path: str | Path, mode: str, *extra: str, inventory: str | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess:
     """ansible-playbook <path> -e mode=<mode> … (path relative to the project), with the project's
-    configuration unless an inventory (a Molecule scenario's) is given. The output comes back plain."""
+    configuration unless an inventory (a Molecule scenario's) is given. The output comes back plain.
+    `timeout`: for a lab-host container (TIMEOUT_FACTOR times it for a lab VM)."""
     command = ["ansible-playbook", str(PROJECT_DIR / path), "-e", f"mode={mode}"]
     env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
     if inventory:
@@ -95,8 +102,9 @@ def playbook(
         env["ANSIBLE_FILTER_PLUGINS"] = str(PROJECT_DIR / "plugins" / "filter")
     command += extra
     done = subprocess.run(
-        command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+        command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=timeout * TIMEOUT_FACTOR,
+        check=False,
+    )  # fmt: skip
     return _plain(done)
 
 
