@@ -22,7 +22,7 @@ from pathlib import Path
 import labtest
 import yaml
 
-__all__ = ["KIND", "LAB", "LabHost", "hostvars", "lab_host_names", "over_ssh", "ssh_argv"]
+__all__ = ["KIND", "LAB", "LabHost", "hostvars", "lab_host_names", "over_ssh", "probe_results", "ssh_argv"]
 
 # What the scenario's lab hosts are (its molecule.yml sets SHOPLAB_LAB_HOST_KIND): `vm`, lab VMs reached
 # over SSH (the vm and vm-docker scenarios); unset, the scenario's own kind: lab-host containers (default,
@@ -46,6 +46,18 @@ def connect(target):
 with ThreadPoolExecutor(max_workers=16) as pool:
     print("\\n".join(pool.map(connect, sys.argv[2:])))
 """
+
+
+def probe_results(out: str, targets: list[tuple[str, int]], where: str) -> dict[tuple[str, int], bool]:
+    """Read probe lines (`<address>:<port> open|closed`, one per target) into {target: opened}; every
+    target must have its line."""
+    found = {}
+    for line in out.splitlines():
+        endpoint, state = line.split()
+        address, port = endpoint.rsplit(":", 1)
+        found[(address, int(port))] = state == "open"
+    assert set(found) == set(targets), f"{where}: missing probe results"
+    return found
 
 
 def _inventory_dir() -> str | None:
@@ -150,13 +162,7 @@ class LabHost:
         rounds = len(endpoints) // 16 + 1
         out = self.run(python, "-c", _PROBE, str(timeout), *endpoints, check=True,
                        timeout=60 + rounds * timeout).stdout  # fmt: skip
-        found = {}
-        for line in out.splitlines():
-            endpoint, state = line.split()
-            address, port = endpoint.rsplit(":", 1)
-            found[(address, int(port))] = state == "open"
-        assert set(found) == set(targets), f"{self.name}: missing probe results"
-        return found
+        return probe_results(out, targets, self.name)
 
     @property
     def inventory(self) -> str | None:

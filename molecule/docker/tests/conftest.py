@@ -19,7 +19,7 @@ import json
 import time
 
 import pytest
-from labhost import LAB
+from labhost import LAB, probe_results
 from labtest import FILTERS, PROJECT_DIR, TOPOLOGY
 
 __all__ = ["FILTERS", "PROJECT_DIR"]
@@ -90,13 +90,7 @@ def probe_from(container: str, targets: list[tuple[str, int]]) -> dict[tuple[str
         for addr, port in targets
     )
     out = docker("exec", container, "bash", "-c", f"{script} wait", timeout=60)
-    result = {}
-    for line in out.splitlines():
-        endpoint, state = line.split()
-        addr, port = endpoint.rsplit(":", 1)
-        result[(addr, int(port))] = state == "open"
-    assert set(result) == set(targets), f"{container}: missing probe results"
-    return result
+    return probe_results(out, targets, container)
 
 
 def lab_bridges(topology: dict) -> set[str]:
