@@ -4,7 +4,8 @@ SHELL := /bin/bash
 
 MODE ?= netns
 # Where the lab runs: `local` (this machine, or its systemd lab-host container) or `vm` (the lab VMs
-# that `make vm` boots, listed in inventory/vms.yml). VMS: how many lab VMs `make vm` boots.
+# that `make vm` boots, listed in inventory/vms.yml). VMS: how many lab VMs `make vm` boots, and how many
+# of them one lab spans (make up LAB=vm VMS=3: one lab over three VMs; VMS=1: a lab in each VM).
 LAB ?= local
 VMS ?= 1
 VENV ?= .venv
@@ -17,12 +18,12 @@ $(error LAB must be 'local' or 'vm', got '$(LAB)')
 endif
 VM_INVENTORY := inventory/vms.yml
 # LAB=vm: every playbook that acts on the lab hosts gets the VMs' inventory, and needs it to exist.
-LAB_INVENTORY := $(if $(filter vm,$(LAB)),-i $(VM_INVENTORY))
+LAB_INVENTORY := $(if $(filter vm,$(LAB)),-i $(VM_INVENTORY) -e shoplab_lab_span=$(VMS))
 LAB_READY := $(if $(filter vm,$(LAB)),vm-inventory)
 # What a deploy needs first: this machine's set-up (local) or running lab VMs (vm).
 LAB_HOST := $(if $(filter vm,$(LAB)),vm-inventory,host-up)
 
-.PHONY: help host-up host-test venv wheelhouse lint docs test test-unit test-bootstrap test-services test-bench test-prepare test-netns test-exercises test-docker test-vm test-vm-docker test-vm-deploy up down run-local bench clean
+.PHONY: help host-up host-test venv wheelhouse lint docs test test-unit test-bootstrap test-services test-bench test-prepare test-netns test-exercises test-docker test-vm test-vm-docker test-vm-deploy test-multihost up down run-local bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -80,6 +81,9 @@ test-vm: host-test host-vm venv ## molecule test -s vm: mode=netns in a lab VM (
 
 test-vm-docker: host-test host-vm venv ## molecule test -s vm-docker: mode=docker in a lab VM, the docker scenario's tests over SSH
 	molecule test -s vm-docker
+
+test-multihost: host-test host-vm venv ## molecule test -s multihost: one netns lab over three lab VMs joined by VXLAN (refused while lab VMs run)
+	molecule test -s multihost
 
 # What test-vm-deploy checks in its VM: the deploy itself (the default scenario's topology, flow, publishing,
 # isolation and forwarding tests, then state=absent), not the operations, drills or reboot test-vm adds.

@@ -33,13 +33,78 @@ def _count(service: dict, counts: dict) -> int:
     return int(value)
 
 
-def shoplab_instances(services: dict, tiers: dict, counts: dict | None = None) -> list[dict]:
-    """Every instance of every service, with its netns names and address.
+class PlacementError(ValueError):
+    """The placement data or the number of lab hosts is unusable; the message names the variable."""
+
+
+PLACEMENTS = ("first", "last", "spread")
+
+
+def shoplab_place(rule, index: int, hosts: int, service: str = "?") -> int:
+    """The lab host (1..hosts) that runs instance `index` of a service placed by `rule`.
+
+    `first` and `last` name a host by position; a number names it outright; `spread` deals the
+    instances round the hosts starting at the second (instance 1 on host 2, ... wrapping to host 1),
+    so that the first host, which runs the gateway, is the last to get more and every host of a
+    three-host lab runs something the gateway balances over. One host: every rule means host 1.
+    """
+    if hosts < 1:
+        raise PlacementError(f"shoplab_lab_span must be a whole number >= 1, got {hosts}")
+    if rule == "first":
+        return 1
+    if rule == "last":
+        return hosts
+    if rule == "spread":
+        return index % hosts + 1
+    if isinstance(rule, int) and not isinstance(rule, bool) and rule >= 1:
+        if rule > hosts > 1:
+            raise PlacementError(f"shoplab_placement.{service}: host {rule}, but the lab spans {hosts} hosts")
+        return min(rule, hosts)
+    choices = ", ".join(PLACEMENTS)
+    raise PlacementError(
+        f"shoplab_placement.{service} must be one of {choices} or a host number >= 1, got {rule!r}"
+    )
+
+
+def shoplab_lab_members(lab_hosts: list[str], hostname: str, span: int | str) -> list[str]:
+    """The hosts that form one lab with `hostname`, in placement order (host 1 first).
+
+    The hosts of group `lab` form labs of `span` consecutive hosts each: span 1 (the default) makes every
+    lab host a lab of its own (one student, one VM); span 3 makes three VMs one lab.
+    """
+    try:
+        span = int(span)
+    except (TypeError, ValueError) as err:
+        raise PlacementError(f"shoplab_lab_span must be a whole number >= 1, got {span!r}") from err
+    if span < 1:
+        raise PlacementError(f"shoplab_lab_span must be a whole number >= 1, got {span}")
+    hosts = list(lab_hosts)
+    if hostname not in hosts:
+        return [hostname]
+    if span > 1 and len(hosts) % span:
+        raise PlacementError(
+            f"shoplab_lab_span={span}: group lab has {len(hosts)} hosts, which do not form labs of {span}"
+        )
+    start = hosts.index(hostname) // span * span
+    return hosts[start : start + span]
+
+
+def shoplab_instances(
+    services: dict,
+    tiers: dict,
+    counts: dict | None = None,
+    placement: dict | None = None,
+    hosts: int | str = 1,
+) -> list[dict]:
+    """Every instance of every service, with its netns names and address, and `lab_host`: the number of the
+    lab host that runs it (`placement`, over `hosts` lab hosts; one host: 1 for all).
 
     A service with a variable count (`instances: product_instances`) yields `product-1`, `product-2`…
     even when the count is 1, so names stay stable while scaling; a fixed singleton keeps its name.
     """
     counts = counts or {}
+    placement = placement or {}
+    hosts = int(hosts)
     out = []
     for name, svc in services.items():
         scalable = isinstance(svc["instances"], str)
@@ -64,6 +129,7 @@ def shoplab_instances(services: dict, tiers: dict, counts: dict | None = None) -
                     "address": str(network[int(svc["host_offset"]) + index - 1]),
                     "prefixlen": network.prefixlen,
                     "gateway": tier["host_address"],
+                    "lab_host": shoplab_place(placement.get(name, "first"), index, hosts, name),
                 }
             )
     return out
@@ -177,12 +243,13 @@ def shoplab_db_pool_total(
 
 
 class FilterModule:
-    """Ansible filters: `shoplab_instances`, `shoplab_docker_networks`, `shoplab_docker_instances`,
-    `shoplab_flow_matrix`, `shoplab_db_pool_total`."""
+    """Ansible filters: `shoplab_instances`, `shoplab_lab_members`, `shoplab_docker_networks`,
+    `shoplab_docker_instances`, `shoplab_flow_matrix`, `shoplab_db_pool_total`."""
 
     def filters(self):
         return {
             "shoplab_instances": shoplab_instances,
+            "shoplab_lab_members": shoplab_lab_members,
             "shoplab_docker_networks": shoplab_docker_networks,
             "shoplab_docker_instances": shoplab_docker_instances,
             "shoplab_flow_matrix": shoplab_flow_matrix,
