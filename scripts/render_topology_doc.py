@@ -88,6 +88,31 @@ def render() -> str:
     for inst in docker_instances:
         cells = " | ".join(inst["docker_addresses"].get(t, "") for t in tiers)
         out.append(f"| {inst['name']} | `shoplab-{inst['container_suffix']}` | {cells} |")
+    vxlan, placement = data["shoplab_vxlan"], data["shoplab_placement"]
+    spans = (2, 3)
+    placed = {hosts: topo.shoplab_instances(services, tiers, counts, placement, hosts) for hosts in spans}
+    out += [
+        "",
+        "## A lab over several hosts (netns mode)",
+        "",
+        "Which lab host runs each instance (`shoplab_placement`; one host runs everything), and each tier's "
+        f"VXLAN port on every host: `{vxlan['device_prefix']}<tier>`, UDP {vxlan['port']}, MTU "
+        f"{vxlan['underlay_mtu'] - vxlan['overhead']} ({vxlan['underlay_mtu']} - {vxlan['overhead']}).",
+        "",
+        "| instance | placement | " + " | ".join(f"host, lab of {hosts}" for hosts in spans) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in spans) + " |",
+    ]
+    for index, inst in enumerate(instances):
+        where = " | ".join(str(placed[hosts][index]["lab_host"]) for hosts in spans)
+        out.append(f"| {inst['name']} | {placement.get(inst['service'], 'first')} | {where} |")
+    out += [
+        "",
+        "| tier | VNI | VXLAN port | gateway MAC (every host) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, tier in tiers.items():
+        mac = topo.shoplab_gateway_mac(tier, vxlan["mac_prefix"])
+        out.append(f"| {name} | {tier['vni']} | `{vxlan['device_prefix']}{name}` | `{mac}` |")
     out += [
         "",
         "## Allowed flows",

@@ -96,3 +96,18 @@ def test_the_lab_links_fit_the_underlay_after_vxlan():
     # Outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14): a full inner packet must not fragment.
     assert VXLAN["overhead"] == 20 + 8 + 8 + 14
     assert VXLAN["underlay_mtu"] - VXLAN["overhead"] >= 1280
+
+
+def test_lab_macs_are_locally_administered_and_unique():
+    prefix = VXLAN["mac_prefix"]
+    counts = {"product_instances": 19, "order_instances": 19}
+    found = topo.shoplab_instances(SERVICES, TIERS, counts)
+    macs = [topo.shoplab_instance_mac(i, TIERS, prefix) for i in found]
+    macs += [topo.shoplab_gateway_mac(tier, prefix) for tier in TIERS.values()]
+    assert len(set(macs)) == len(macs)
+    for mac in macs:
+        first = int(mac.split(":")[0], 16)
+        assert first & 0b10 and not first & 0b01, f"{mac}: locally administered, unicast"
+    product = next(i for i in found if i["name"] == "product-1")  # 172.21.0.20
+    backend_vni = TIERS["backend"]["vni"]
+    assert topo.shoplab_instance_mac(product, TIERS, prefix) == f"{prefix}:{backend_vni:02x}:00:14"

@@ -89,6 +89,18 @@ def shoplab_lab_members(lab_hosts: list[str], hostname: str, span: int | str) ->
     return hosts[start : start + span]
 
 
+def shoplab_gateway_mac(tier: dict, prefix: str) -> str:
+    """A lab over several hosts: the tier's gateway MAC, the same on every host (`<prefix>:00:00:<vni>`)."""
+    return f"{prefix}:00:00:{int(tier['vni']):02x}"
+
+
+def shoplab_instance_mac(instance: dict, tiers: dict, prefix: str) -> str:
+    """A lab over several hosts: an instance's MAC, `<prefix>:<vni>:<last two octets of its address>`, so
+    every host knows it from the data (its neighbour and VXLAN entries) without asking by ARP."""
+    octets = ipaddress.ip_address(instance["address"]).packed
+    return f"{prefix}:{int(tiers[instance['tier']]['vni']):02x}:{octets[2]:02x}:{octets[3]:02x}"
+
+
 def shoplab_instances(
     services: dict,
     tiers: dict,
@@ -243,13 +255,16 @@ def shoplab_db_pool_total(
 
 
 class FilterModule:
-    """Ansible filters: `shoplab_instances`, `shoplab_lab_members`, `shoplab_docker_networks`,
-    `shoplab_docker_instances`, `shoplab_flow_matrix`, `shoplab_db_pool_total`."""
+    """Ansible filters: `shoplab_instances`, `shoplab_lab_members`, `shoplab_gateway_mac`,
+    `shoplab_instance_mac`, `shoplab_docker_networks`, `shoplab_docker_instances`, `shoplab_flow_matrix`,
+    `shoplab_db_pool_total`."""
 
     def filters(self):
         return {
             "shoplab_instances": shoplab_instances,
             "shoplab_lab_members": shoplab_lab_members,
+            "shoplab_gateway_mac": shoplab_gateway_mac,
+            "shoplab_instance_mac": shoplab_instance_mac,
             "shoplab_docker_networks": shoplab_docker_networks,
             "shoplab_docker_instances": shoplab_docker_instances,
             "shoplab_flow_matrix": shoplab_flow_matrix,
