@@ -7,8 +7,11 @@ On pytest's pythonpath (the project's pyproject.toml), next to plugins/filter.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -18,11 +21,16 @@ import yaml
 __all__ = [
     "FILTERS",
     "PROJECT_DIR",
+    "TCP_PROBE",
     "TOKEN_FILES",
     "TOPOLOGY",
+    "curl_command",
     "digest_script",
+    "order_and_read_back",
+    "parse_curl_response",
     "parse_digest",
     "playbook",
+    "round_robin_upstreams",
     "tail",
 ]
 
@@ -110,3 +118,66 @@ def playbook(
 
 def tail(result: subprocess.CompletedProcess) -> str:
     return result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def _tcp_probe() -> str:
+    """The exercise grader's TCP probe (a script run with python3 -c: targets as JSON, a timeout), which the
+    isolation tests run in each namespace: what a student's check and the tests probe with is one script."""
+    path = PROJECT_DIR / "roles" / "lab_exercise" / "files" / "grade.py"
+    spec = importlib.util.spec_from_file_location("shoplab_grade", path)
+    grade = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grade)
+    return grade.TCP_PROBE
+
+
+TCP_PROBE = _tcp_probe()
+
+
+def curl_command(url: str, method: str, body: dict | None, operator: bool, max_time: float = 10) -> str:
+    """The shell command a netns lab host runs for one request to the gateway, headers included in its
+    output; `operator`: with the lab's operator token, read on the lab host and handed to curl on its stdin,
+    so it is never on a command line or in the test's output."""
+    data = f"-H 'Content-Type: application/json' --data {shlex.quote(json.dumps(body))}" if body else ""
+    curl = f"curl -sS -m {max_time:g} -X {method} -D - {data} {shlex.quote(url)}"
+    if operator:
+        token_file = shlex.quote(TOKEN_FILES["netns"]["operator"])
+        curl = f"printf 'Authorization: Bearer %s\\n' \"$(cat {token_file})\" | {curl} -H @-"
+    return curl
+
+
+def parse_curl_response(out: str) -> tuple[int, dict, str]:
+    """curl -D - output: (status, headers lower-cased, body)."""
+    head, _, payload = out.replace("\r\n", "\n").partition("\n\n")
+    lines = head.split("\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, payload
+
+
+def order_and_read_back(http) -> dict:
+    """One order of one item in stock, through the gateway (`http(method, path, body)` gives (status,
+    headers, body) of one request), answered by an order instance and read back; the order."""
+    _, _, body = http("GET", "/api/products", None)
+    product = next(p for p in json.loads(body)["items"] if p["stock"] > 0)
+    status, headers, body = http(
+        "POST", "/api/orders", {"items": [{"product_id": product["id"], "quantity": 1}]}
+    )
+    assert status == 201, body
+    assert headers.get("x-upstream-instance", "").startswith("order-")
+    order = json.loads(body)
+    status, _, body = http("GET", f"/api/orders/{order['id']}", None)
+    assert status == 200, body
+    assert json.loads(body)["id"] == order["id"]
+    return order
+
+
+def round_robin_upstreams(http, expected: set[str]) -> set[str]:
+    """The instances that answered product lists through the gateway (its X-Upstream-Instance), asked up to
+    six rounds of the expected instances' number, and no more once every expected one has answered."""
+    seen = set()
+    for _ in range(6 * len(expected)):
+        status, headers, _ = http("GET", "/api/products?page=1", None)
+        assert status == 200
+        seen.add(headers.get("x-upstream-instance"))
+        if seen >= expected:
+            break
+    return seen

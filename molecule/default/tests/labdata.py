@@ -7,7 +7,7 @@ import os
 import shlex
 
 import labhost
-from labtest import FILTERS, TOKEN_FILES, TOPOLOGY
+from labtest import FILTERS, TOPOLOGY, curl_command, parse_curl_response
 
 COUNTS = {
     "product_instances": int(os.environ.get("SHOPLAB_PRODUCT_INSTANCES", TOPOLOGY["product_instances"])),
@@ -75,14 +75,4 @@ class Lab:
         dev = self.route_dev(gateway["address"])
         assert dev == gateway["bridge"], f"route to {gateway['address']} leaves via {dev!r}: refusing"
         url = f"http://{gateway['address']}:{gateway['port']}{path}"
-        data = f"-H 'Content-Type: application/json' --data {shlex.quote(json.dumps(body))}" if body else ""
-        curl = f"curl -sS -m 10 -X {method} -D - {data} {shlex.quote(url)}"
-        if operator:
-            token_file = shlex.quote(TOKEN_FILES["netns"]["operator"])
-            curl = f"printf 'Authorization: Bearer %s\\n' \"$(cat {token_file})\" | {curl} -H @-"
-        out = self.check(curl)
-        head, _, payload = out.replace("\r\n", "\n").partition("\n\n")
-        lines = head.split("\n")
-        status = int(lines[0].split()[1])
-        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-        return status, headers, payload
+        return parse_curl_response(self.check(curl_command(url, method, body, operator)))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import shlex
 
-from labdata import INSTANCES, TESTINFRA_HOSTS, TOKEN_FILES, TOPOLOGY, instance
+from labdata import INSTANCES, TESTINFRA_HOSTS, TOPOLOGY, instance
+from labtest import TOKEN_FILES, order_and_read_back, round_robin_upstreams
 
 testinfra_hosts = TESTINFRA_HOSTS
 
@@ -32,17 +33,7 @@ def test_list_products(lab):
 
 
 def test_create_and_read_back_an_order(lab):
-    _, _, body = lab.http("GET", "/api/products")
-    product = next(p for p in json.loads(body)["items"] if p["stock"] > 0)
-    status, headers, body = lab.http(
-        "POST", "/api/orders", {"items": [{"product_id": product["id"], "quantity": 1}]}
-    )
-    assert status == 201, body
-    assert headers.get("x-upstream-instance", "").startswith("order-")
-    order = json.loads(body)
-    status, _, body = lab.http("GET", f"/api/orders/{order['id']}")
-    assert status == 200, body
-    assert json.loads(body)["id"] == order["id"]
+    order = order_and_read_back(lab.http)
     row = psql(lab, f"SELECT total_cents FROM orders WHERE id = {int(order['id'])}")
     assert row == str(order["total_cents"]), row
     quantity = psql(lab, f"SELECT quantity FROM order_items WHERE order_id = {int(order['id'])}")
@@ -51,14 +42,7 @@ def test_create_and_read_back_an_order(lab):
 
 def test_round_robin_reaches_every_product_instance(lab):
     expected = {i["name"] for i in INSTANCES if i["service"] == "product"}
-    seen = set()
-    for _ in range(6 * len(expected)):
-        status, headers, _ = lab.http("GET", "/api/products?page=1")
-        assert status == 200
-        seen.add(headers.get("x-upstream-instance"))
-        if seen >= expected:
-            break
-    assert seen == expected
+    assert round_robin_upstreams(lab.http, expected) == expected
 
 
 def test_catalogue_writes_and_the_order_list_are_the_operators(lab):

@@ -3,12 +3,11 @@ a TCP connection succeeds exactly when the flow data allows it, and a blocked on
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
 
 from labdata import INSTANCES, MATRIX, TESTINFRA_HOSTS, TIERS
-from labtest import PROJECT_DIR
+from labtest import TCP_PROBE
 
 testinfra_hosts = TESTINFRA_HOSTS
 
@@ -17,17 +16,7 @@ TIMEOUT = 3.0
 HOST_PROBE_PORT = 18080
 
 
-def _tcp_probe() -> str:
-    """The exercise grader's TCP probe (a script run with python3 -c: targets as JSON, a timeout)."""
-    path = PROJECT_DIR / "roles" / "lab_exercise" / "files" / "grade.py"
-    spec = importlib.util.spec_from_file_location("shoplab_grade", path)
-    grade = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(grade)
-    return grade.TCP_PROBE
-
-
-# Probes every target in parallel.
-PROBE = _tcp_probe()
+PROBE = TCP_PROBE
 
 
 def probe(lab, source: str, targets: list[tuple[str, int]]) -> list[dict]:

@@ -3,7 +3,6 @@ the project's own filters, as the roles place it), and each VM reached over SSH.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shlex
@@ -11,7 +10,7 @@ import subprocess
 
 import labhost
 import yaml
-from labtest import FILTERS, PROJECT_DIR, TOKEN_FILES, TOPOLOGY
+from labtest import FILTERS, PROJECT_DIR, TCP_PROBE, TOPOLOGY, curl_command, parse_curl_response
 
 # The scenario's lab VMs, host 1 first, and how many of them form the lab (molecule.yml).
 HOSTS = labhost.lab_host_names("shoplab-vm-1")
@@ -34,19 +33,6 @@ def instance(service: str, index: int = 1) -> dict:
 def host_of(inst: dict) -> str:
     """The lab VM that runs an instance (its placement)."""
     return HOSTS[inst["lab_host"] - 1]
-
-
-def _tcp_probe() -> str:
-    """The exercise grader's TCP probe (run with python3 -c: targets as JSON, a timeout), as the default
-    scenario's isolation test uses it."""
-    path = PROJECT_DIR / "roles" / "lab_exercise" / "files" / "grade.py"
-    spec = importlib.util.spec_from_file_location("shoplab_grade", path)
-    grade = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(grade)
-    return grade.TCP_PROBE
-
-
-TCP_PROBE = _tcp_probe()
 
 
 class Vm:
@@ -90,15 +76,7 @@ class Vm:
         [route] = self.json(f"ip -j route get {shlex.quote(gateway['address'])}")
         assert route.get("dev") == gateway["bridge"], f"route to the gateway leaves via {route.get('dev')!r}"
         url = f"http://{gateway['address']}:{gateway['port']}{path}"
-        data = f"-H 'Content-Type: application/json' --data {shlex.quote(json.dumps(body))}" if body else ""
-        curl = f"curl -sS -m 15 -X {method} -D - {data} {shlex.quote(url)}"
-        if operator:
-            token_file = shlex.quote(TOKEN_FILES["netns"]["operator"])
-            curl = f"printf 'Authorization: Bearer %s\\n' \"$(cat {token_file})\" | {curl} -H @-"
-        head, _, payload = self.check(curl).replace("\r\n", "\n").partition("\n\n")
-        lines = head.split("\n")
-        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-        return int(lines[0].split()[1]), headers, payload
+        return parse_curl_response(self.check(curl_command(url, method, body, operator, max_time=15)))
 
 
 def assert_routed_to_a_lab_vm(address: str) -> None:

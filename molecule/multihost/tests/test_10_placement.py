@@ -4,7 +4,8 @@ the lab's secrets are one value on every VM."""
 from __future__ import annotations
 
 import pytest
-from mhdata import HOSTS, INSTANCES, SPAN, TOKEN_FILES, VMS, host_of
+from labtest import TOKEN_FILES
+from mhdata import HOSTS, INSTANCES, SPAN, VMS, host_of
 
 
 def test_the_scenario_spreads_one_lab_over_its_vms():

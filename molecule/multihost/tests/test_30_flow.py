@@ -4,9 +4,9 @@ published gateway on the first VM's address over the lab VM network."""
 
 from __future__ import annotations
 
-import json
 import urllib.request
 
+from labtest import order_and_read_back, round_robin_upstreams
 from mhdata import (
     GATEWAY_VM,
     HOSTS,
@@ -25,11 +25,7 @@ DB = TOPOLOGY["shoplab_db_name"]
 
 def test_an_instance_on_each_vm_answers_through_the_gateway():
     products = {i["name"] for i in INSTANCES if i["service"] == "product"}
-    seen = set()
-    for _ in range(6 * len(products)):
-        status, headers, _body = GATEWAY_VM.http("GET", "/api/products")
-        assert status == 200
-        seen.add(headers.get("x-upstream-instance"))
+    seen = round_robin_upstreams(GATEWAY_VM.http, products)
     assert products <= seen, f"round robin reached {sorted(seen)}, not every one of {sorted(products)}"
     answering_vms = {host_of(i) for i in INSTANCES if i["name"] in seen} | {GATEWAY_VM.name}
     assert answering_vms == set(HOSTS), f"answers came from {sorted(answering_vms)}"
@@ -40,17 +36,7 @@ def test_an_order_crosses_the_vms_and_is_in_postgresql():
     (last VM); read back through the gateway, and in the database on the VM that runs it."""
     postgres = VMS[host_of(instance("postgres"))]
     assert postgres is not GATEWAY_VM
-    items = json.loads(GATEWAY_VM.http("GET", "/api/products")[2])["items"]
-    product = next(p for p in items if p["stock"] > 0)
-    status, headers, body = GATEWAY_VM.http(
-        "POST", "/api/orders", {"items": [{"product_id": product["id"], "quantity": 1}]}
-    )
-    assert status == 201, body
-    assert headers.get("x-upstream-instance", "").startswith("order-")
-    order = json.loads(body)
-    status, _headers, body = GATEWAY_VM.http("GET", f"/api/orders/{order['id']}")
-    assert status == 200, body
-    assert json.loads(body)["id"] == order["id"]
+    order = order_and_read_back(GATEWAY_VM.http)
     row = postgres.check(
         f"runuser -u postgres -- psql -h {SOCKET_DIR} -p {instance('postgres')['port']} -d {DB} -tAX -c "
         f"'SELECT total_cents FROM orders WHERE id = {int(order['id'])}'"
