@@ -111,3 +111,22 @@ def test_lab_macs_are_locally_administered_and_unique():
     product = next(i for i in found if i["name"] == "product-1")  # 172.21.0.20
     backend_vni = TIERS["backend"]["vni"]
     assert topo.shoplab_instance_mac(product, TIERS, prefix) == f"{prefix}:{backend_vni:02x}:00:14"
+
+
+def test_lab_problems_name_every_bad_value_at_once_as_the_preflight_says_them():
+    assert topo.shoplab_lab_problems(PLACEMENT, 3, 3) == []
+    assert topo.shoplab_lab_problems(PLACEMENT, "3", 6) == [], "an extra-var is a string of digits"
+    assert topo.shoplab_lab_problems({"gateway": 4}, 1, 2) == [], "a lab of one host ignores a host number"
+    problems = topo.shoplab_lab_problems({"gateway": 4, "registry": "everywhere", "redis": "last"}, 3, 3)
+    assert problems == [
+        "shoplab_placement.gateway: host 4, but the lab spans 3 hosts",
+        "shoplab_placement.registry must be one of first, last, spread or a host number >= 1, "
+        "got 'everywhere'",
+    ]
+    assert topo.shoplab_lab_problems(PLACEMENT, 2, 3) == [
+        "shoplab_lab_span=2: group lab has 3 hosts, which do not form labs of 2 "
+        "(LAB=vm: VMS, at most the VMs make vm booted)"
+    ]
+    assert topo.shoplab_lab_problems(PLACEMENT, "-1", 3) == [
+        "shoplab_lab_span must be a whole number >= 1, got '-1'"
+    ]

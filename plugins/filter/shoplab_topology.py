@@ -40,6 +40,52 @@ class PlacementError(ValueError):
 PLACEMENTS = ("first", "last", "spread")
 
 
+def _whole(value) -> int | None:
+    """A whole number given as an int or as digits (a YAML value or an extra-var), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def _span_problem(span, lab_hosts: int | None = None) -> str | None:
+    """Why `span` cannot divide `lab_hosts` hosts of group lab into whole labs, or None."""
+    hosts = _whole(span)
+    if hosts is None or hosts < 1:
+        return f"shoplab_lab_span must be a whole number >= 1, got {span!r}"
+    if lab_hosts is not None and hosts > 1 and lab_hosts % hosts:
+        return (
+            f"shoplab_lab_span={hosts}: group lab has {lab_hosts} hosts, which do not form labs of {hosts} "
+            "(LAB=vm: VMS, at most the VMs make vm booted)"
+        )
+    return None
+
+
+def _placement_problem(rule, hosts: int, service: str) -> str | None:
+    """Why `rule` cannot place a service over `hosts` lab hosts, or None (one host ignores a host number)."""
+    if rule in PLACEMENTS:
+        return None
+    number = _whole(rule)
+    if number is None or number < 1:
+        choices = ", ".join(PLACEMENTS)
+        return f"shoplab_placement.{service} must be one of {choices} or a host number >= 1, got {rule!r}"
+    if number > hosts > 1:
+        return f"shoplab_placement.{service}: host {number}, but the lab spans {hosts} hosts"
+    return None
+
+
+def shoplab_lab_problems(placement: dict, span, lab_hosts: int) -> list[str]:
+    """Every reason the span or the placement cannot be used with `lab_hosts` hosts in group lab, each
+    naming its variable: playbooks/preflight.yml refuses with these, the filters below raise the first."""
+    problem = _span_problem(span, lab_hosts)
+    if problem:
+        return [problem]
+    hosts = _whole(span)
+    found = (_placement_problem(rule, hosts, service) for service, rule in placement.items())
+    return [problem for problem in found if problem]
+
+
 def shoplab_place(rule, index: int, hosts: int, service: str = "?") -> int:
     """The lab host (1..hosts) that runs instance `index` of a service placed by `rule`.
 
@@ -48,22 +94,16 @@ def shoplab_place(rule, index: int, hosts: int, service: str = "?") -> int:
     so that the first host, which runs the gateway, is the last to get more and every host of a
     three-host lab runs something the gateway balances over. One host: every rule means host 1.
     """
-    if hosts < 1:
-        raise PlacementError(f"shoplab_lab_span must be a whole number >= 1, got {hosts}")
+    problem = _span_problem(hosts) or _placement_problem(rule, hosts, service)
+    if problem:
+        raise PlacementError(problem)
     if rule == "first":
         return 1
     if rule == "last":
         return hosts
     if rule == "spread":
         return index % hosts + 1
-    if isinstance(rule, int) and not isinstance(rule, bool) and rule >= 1:
-        if rule > hosts > 1:
-            raise PlacementError(f"shoplab_placement.{service}: host {rule}, but the lab spans {hosts} hosts")
-        return min(rule, hosts)
-    choices = ", ".join(PLACEMENTS)
-    raise PlacementError(
-        f"shoplab_placement.{service} must be one of {choices} or a host number >= 1, got {rule!r}"
-    )
+    return min(_whole(rule), hosts)
 
 
 def shoplab_lab_members(lab_hosts: list[str], hostname: str, span: int | str) -> list[str]:
@@ -72,19 +112,13 @@ def shoplab_lab_members(lab_hosts: list[str], hostname: str, span: int | str) ->
     The hosts of group `lab` form labs of `span` consecutive hosts each: span 1 (the default) makes every
     lab host a lab of its own (one student, one VM); span 3 makes three VMs one lab.
     """
-    try:
-        span = int(span)
-    except (TypeError, ValueError) as err:
-        raise PlacementError(f"shoplab_lab_span must be a whole number >= 1, got {span!r}") from err
-    if span < 1:
-        raise PlacementError(f"shoplab_lab_span must be a whole number >= 1, got {span}")
     hosts = list(lab_hosts)
+    problem = _span_problem(span, len(hosts) if hostname in hosts else None)
+    if problem:
+        raise PlacementError(problem)
     if hostname not in hosts:
         return [hostname]
-    if span > 1 and len(hosts) % span:
-        raise PlacementError(
-            f"shoplab_lab_span={span}: group lab has {len(hosts)} hosts, which do not form labs of {span}"
-        )
+    span = _whole(span)
     start = hosts.index(hostname) // span * span
     return hosts[start : start + span]
 
@@ -255,14 +289,15 @@ def shoplab_db_pool_total(
 
 
 class FilterModule:
-    """Ansible filters: `shoplab_instances`, `shoplab_lab_members`, `shoplab_gateway_mac`,
-    `shoplab_instance_mac`, `shoplab_docker_networks`, `shoplab_docker_instances`, `shoplab_flow_matrix`,
-    `shoplab_db_pool_total`."""
+    """Ansible filters: `shoplab_instances`, `shoplab_lab_members`, `shoplab_lab_problems`,
+    `shoplab_gateway_mac`, `shoplab_instance_mac`, `shoplab_docker_networks`, `shoplab_docker_instances`,
+    `shoplab_flow_matrix`, `shoplab_db_pool_total`."""
 
     def filters(self):
         return {
             "shoplab_instances": shoplab_instances,
             "shoplab_lab_members": shoplab_lab_members,
+            "shoplab_lab_problems": shoplab_lab_problems,
             "shoplab_gateway_mac": shoplab_gateway_mac,
             "shoplab_instance_mac": shoplab_instance_mac,
             "shoplab_docker_networks": shoplab_docker_networks,
