@@ -133,14 +133,16 @@ def _tcp_probe() -> str:
 TCP_PROBE = _tcp_probe()
 
 
-def curl_command(url: str, method: str, body: dict | None, operator: bool, max_time: float = 10) -> str:
-    """The shell command a netns lab host runs for one request to the gateway, headers included in its
-    output; `operator`: with the lab's operator token, read on the lab host and handed to curl on its stdin,
-    so it is never on a command line or in the test's output."""
+def curl_command(
+    url: str, method: str, body: dict | None, operator: bool, max_time: float = 10, *, mode: str = "netns"
+) -> str:
+    """The shell command a lab host runs for one request to the gateway, headers included in its output;
+    `operator`: with the lab's operator token (`mode`'s file), read on the lab host and handed to curl on its
+    stdin, so it is never on a command line or in the test's output."""
     data = f"-H 'Content-Type: application/json' --data {shlex.quote(json.dumps(body))}" if body else ""
     curl = f"curl -sS -m {max_time:g} -X {method} -D - {data} {shlex.quote(url)}"
     if operator:
-        token_file = shlex.quote(TOKEN_FILES["netns"]["operator"])
+        token_file = shlex.quote(TOKEN_FILES[mode]["operator"])
         curl = f"printf 'Authorization: Bearer %s\\n' \"$(cat {token_file})\" | {curl} -H @-"
     return curl
 

@@ -4,40 +4,20 @@ header), and VXLAN accepted only from the lab's own VMs."""
 
 from __future__ import annotations
 
-import re
-import shlex
 import socket
-import subprocess
 
-from labtest import TIMEOUT_FACTOR
+from labvms import capture_during
 from mhdata import GATEWAY_VM, HOSTS, TIERS, VMS, VXLAN, assert_routed_to_a_lab_vm, host_of, instance
-
-SECONDS = 15 * TIMEOUT_FACTOR
 
 
 def capture_during_requests(vm, expression: str, requests: int = 12) -> tuple[str, int]:
-    """tcpdump on the VM's card (eth0, the lab VM network) while the gateway serves `requests` product
-    lists, stopped once they are answered (`timeout` is only its bound); (what it printed, how many packets
-    it captured)."""
-    command = f"timeout {SECONDS} tcpdump -i eth0 -nn -l -v {shlex.quote(expression)} & echo pid=$! >&2; wait"
-    tcpdump = subprocess.Popen(
-        vm.host.argv("bash", "-c", command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    # tcpdump says "listening on eth0" once it captures: only then is the traffic sent.
-    pid, listening = None, False
-    while pid is None or not listening:
-        line = tcpdump.stderr.readline()
-        assert line, "tcpdump ended before it listened"
-        pid = int(line.removeprefix("pid=")) if line.startswith("pid=") else pid
-        listening = listening or "listening on" in line
-    for _ in range(requests):
-        assert GATEWAY_VM.http("GET", "/api/products")[0] == 200
-    vm.check(f"kill -INT {pid}")
-    out, err = tcpdump.communicate(timeout=SECONDS + 30)
-    counted = re.search(r"(\d+) packets? captured", err)
-    assert counted, err
-    return out, int(counted.group(1))
+    """A capture on the VM's card while the gateway serves `requests` product lists."""
+
+    def traffic() -> None:
+        for _ in range(requests):
+            assert GATEWAY_VM.http("GET", "/api/products")[0] == 200
+
+    return capture_during(vm, expression, traffic)
 
 
 def test_the_gateways_requests_reach_another_vm_inside_vxlan():
