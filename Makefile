@@ -23,7 +23,7 @@ LAB_READY := $(if $(filter vm,$(LAB)),vm-inventory)
 # What a deploy needs first: this machine's set-up (local) or running lab VMs (vm).
 LAB_HOST := $(if $(filter vm,$(LAB)),vm-inventory,host-up)
 
-.PHONY: help host-up host-test venv wheelhouse lint docs test test-unit test-bootstrap test-services test-bench test-prepare test-netns test-exercises test-docker test-vm test-vm-docker test-vm-deploy test-multihost up down run-local bench clean
+.PHONY: help host-up host-test venv wheelhouse lint docs test test-unit test-bootstrap test-services test-bench test-prepare test-netns test-exercises test-docker test-vm test-vm-docker test-vm-deploy test-multihost test-multihost-docker up down run-local bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -84,6 +84,9 @@ test-vm-docker: host-test host-vm venv ## molecule test -s vm-docker: mode=docke
 
 test-multihost: host-test host-vm venv ## molecule test -s multihost: one netns lab over three lab VMs joined by VXLAN (refused while lab VMs run)
 	molecule test -s multihost
+
+test-multihost-docker: host-test host-vm venv ## molecule test -s multihost-docker: docker mode as a Swarm over three lab VMs, encrypted overlays (refused while lab VMs run)
+	molecule test -s multihost-docker
 
 # What test-vm-deploy checks in its VM: the deploy itself (the default scenario's topology, flow, publishing,
 # isolation and forwarding tests, then state=absent), not the operations, drills or reboot test-vm adds.

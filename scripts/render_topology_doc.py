@@ -88,16 +88,20 @@ def render() -> str:
     for inst in docker_instances:
         cells = " | ".join(inst["docker_addresses"].get(t, "") for t in tiers)
         out.append(f"| {inst['name']} | `shoplab-{inst['container_suffix']}` | {cells} |")
-    vxlan, placement = data["shoplab_vxlan"], data["shoplab_placement"]
+    vxlan, placement, swarm = data["shoplab_vxlan"], data["shoplab_placement"], data["shoplab_swarm"]
     spans = (2, 3)
     placed = {hosts: topo.shoplab_instances(services, tiers, counts, placement, hosts) for hosts in spans}
     out += [
         "",
-        "## A lab over several hosts (netns mode)",
+        "## A lab over several hosts",
         "",
-        "Which lab host runs each instance (`shoplab_placement`; one host runs everything), and each tier's "
-        f"VXLAN port on every host: `{vxlan['device_prefix']}<tier>`, UDP {vxlan['port']}, MTU "
-        f"{vxlan['underlay_mtu'] - vxlan['overhead']} ({vxlan['underlay_mtu']} - {vxlan['overhead']}).",
+        "Which lab host runs each instance (`shoplab_placement`; one host runs everything), in both modes. "
+        f"netns: each tier's VXLAN port on every host: `{vxlan['device_prefix']}<tier>`, "
+        f"UDP {vxlan['port']}, MTU {vxlan['underlay_mtu'] - vxlan['overhead']} "
+        f"({vxlan['underlay_mtu']} - {vxlan['overhead']}). "
+        f"docker: a Swarm stack, each instance's service constrained to `node.labels.{swarm['node_label']}` "
+        f"= its host; the Swarm's ports, open between the lab's hosts only: {swarm['manager_port']}/tcp "
+        f"(manager), {swarm['gossip_port']}/tcp+udp, {swarm['data_path_port']}/udp (overlay VXLAN).",
         "",
         "| instance | placement | " + " | ".join(f"host, lab of {hosts}" for hosts in spans) + " |",
         "| --- | --- | " + " | ".join("---" for _ in spans) + " |",
