@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 import requests
-from helpers import FAST_ENV, HEARTBEAT_INTERVAL, REGISTRY, assert_problem, register
+from helpers import FAST_ENV, HEARTBEAT_INTERVAL, REGISTRY, TOKENS, assert_problem, register
+from shoplab.core.registry_client import Heartbeat, Instance, RegistryClient
 from shoplab.devtools.servers import wait_for
 
 TTL = 3 * float(HEARTBEAT_INTERVAL)
@@ -35,6 +36,28 @@ def test_register_lookup_heartbeat_deregister(stack):
     assert_problem(
         requests.put(f"{registry}/services/manualsvc/instances/manual-1/heartbeat", headers=REGISTRY), 404
     )
+
+
+def test_a_heartbeat_asks_where_it_is_again_before_each_registration(stack):
+    """An instance that started before its registry's name resolved (a Swarm task) advertised 127.0.0.1,
+    which the registry refuses: not the address the connection comes from. Its heartbeat asks where it is
+    before every registration, so it registers once the answer is right. Here the wrong answer is a
+    documentation address (192.0.2.7), the right one loopback, where the test's connections come from."""
+    answers = iter(["192.0.2.7", "192.0.2.7"])
+
+    def describe() -> Instance:
+        return Instance("latesvc", "late-1", next(answers, "127.0.0.1"), 6003)
+
+    client = RegistryClient(stack.registry_url, token=TOKENS["SHOPLAB_REGISTRY_TOKEN"])
+    heartbeat = Heartbeat(client, describe, interval=60)
+    heartbeat.beat()
+    assert not heartbeat.registered
+    # (A 503 "warming up" comes first while the session's registry is young.)
+    wait_for(lambda: instances(stack.registry_url, "latesvc") == {}, TTL + 2, "an empty, answered list")
+    heartbeat.beat()
+    assert heartbeat.registered
+    assert instances(stack.registry_url, "latesvc")["late-1"]["address"] == "127.0.0.1"
+    client.deregister(heartbeat.instance)
 
 
 def test_registry_rejects_bad_registrations(stack):

@@ -71,7 +71,7 @@ def registration_hooks(config: Config) -> dict:
 
     def post_worker_init(worker) -> None:
         client = RegistryClient(config.service_registry, token=config.registry_token)
-        Heartbeat(client, instance(), config.heartbeat_interval).start()
+        Heartbeat(client, instance, config.heartbeat_interval).start()
 
     def on_exit(server) -> None:
         try:

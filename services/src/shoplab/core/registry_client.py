@@ -7,6 +7,7 @@ import json
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -125,12 +126,16 @@ class Heartbeat:
     """Keeps one instance registered: registers, heartbeats every interval, re-registers when forgotten.
 
     Each gunicorn worker runs one; they share the instance id, and registering is idempotent, so several
-    workers still make one registry entry.
+    workers still make one registry entry. `describe` says who and where the instance is; it is asked again
+    before every registration, because the address can be unknown at start: an instance whose registry's
+    name does not resolve yet (a Swarm service started before the registry's) advertises 127.0.0.1, which
+    the registry refuses, and finds its real address once the name resolves.
     """
 
-    def __init__(self, client: RegistryClient, instance: Instance, interval: float):
+    def __init__(self, client: RegistryClient, describe: Callable[[], Instance], interval: float):
         self.client = client
-        self.instance = instance
+        self.describe = describe
+        self.instance = describe()
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="shoplab-heartbeat", daemon=True)
@@ -146,6 +151,7 @@ class Heartbeat:
                 return
             if self.registered:
                 log.warning("registry forgot %s; registering again", self.instance.instance_id)
+            self.instance = self.describe()
             self.client.register(self.instance)
             log.info("registered %s at %s:%s", *self._names())
             self.registered = True
