@@ -128,6 +128,14 @@ def test_one_overlay_per_tier_the_database_internal(rendered):
         assert ("encrypted" in network.get("driver_opts", {})) is rendered["encrypted"]
 
 
+def test_app_instances_answer_by_their_names(rendered):
+    """X-Upstream-Instance and the registry say product-1, as in netns mode, not a container ID."""
+    for inst in instances():
+        if inst["kind"] == "app":
+            environment = rendered["stack"]["services"][inst["compose_service"]]["environment"]
+            assert environment["INSTANCE_ID"] == inst["name"]
+
+
 def test_only_the_gateway_is_published_through_the_routing_mesh(rendered):
     published = {
         name: spec["ports"] for name, spec in rendered["stack"]["services"].items() if "ports" in spec
@@ -166,6 +174,10 @@ def test_the_swarms_ports_accept_the_other_hosts_only(rendered, name):
         line.split("-s ")[1].split("/")[0] for line in rules if line.endswith("-j RETURN") and "-s " in line
     }
     assert accepted == set(HOSTS.values()) - {HOSTS[name]}
+    first_refusal = min(i for i, line in enumerate(rules) if "REJECT" in line or "DROP" in line)
+    assert rules.index("-A SHOPLAB-SWARM-INPUT -i lo -j RETURN") < first_refusal, (
+        "the host's own traffic (its agent to its manager, at its own address) passes before any refusal"
+    )
     manager_port = str(TOPOLOGY["shoplab_swarm"]["manager_port"])
     opens_manager_port = any(f"--dport {manager_port} " in line and "RETURN" in line for line in rules)
     assert opens_manager_port is (name == "shoplab-vm-1"), "only the manager listens on the manager port"
