@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from shoplab_vms import VmNetworkError, shoplab_vm_netmask, shoplab_vms
+from shoplab_vms import VmNetworkError, shoplab_ssh_argv, shoplab_vm_netmask, shoplab_vms
 
 DATA = yaml.safe_load(
     (Path(__file__).resolve().parents[1] / "group_vars" / "all" / "lab_vms.yml").read_text()
@@ -71,3 +71,26 @@ def test_the_vm_image_bakes_in_every_package_netns_mode_and_capture_install():
     assert needed - set(DATA["shoplab_vm_lab_packages"]) == set()
     assert "tcpdump" in (roles / "lab_capture" / "tasks" / "capture.yml").read_text()
     assert "docker.io" not in DATA["shoplab_vm_lab_packages"]  # dockerd would change FORWARD
+
+
+def test_ssh_argv_logs_in_as_the_inventory_says():
+    host = {
+        "ansible_host": "192.0.2.11",
+        "ansible_user": "root",
+        "ansible_ssh_private_key_file": "/keys/lab_ed25519",
+        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+    }
+    argv = shoplab_ssh_argv(host, "vm-1")
+    assert argv[0] == "ssh"
+    assert argv[1:5] == ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+    assert argv[argv.index("-i") + 1] == "/keys/lab_ed25519"
+    assert argv[argv.index("-p") + 1] == "22"
+    assert "BatchMode=yes" in argv
+    assert argv[-1] == "root@192.0.2.11"
+
+
+def test_ssh_argv_defaults_to_the_host_name_and_molecules_key_variable():
+    argv = shoplab_ssh_argv({"ansible_private_key_file": "/k", "ansible_port": 2222}, "vm-2")
+    assert argv[argv.index("-i") + 1] == "/k"
+    assert argv[argv.index("-p") + 1] == "2222"
+    assert argv[-1] == "root@vm-2"

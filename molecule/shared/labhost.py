@@ -21,6 +21,7 @@ from pathlib import Path
 
 import labtest
 import yaml
+from shoplab_vms import shoplab_ssh_argv
 
 __all__ = ["KIND", "LAB", "LabHost", "hostvars", "lab_host_names", "over_ssh", "probe_results", "ssh_argv"]
 
@@ -89,17 +90,7 @@ def hostvars(name: str) -> dict:
 
 def ssh_argv(name: str) -> tuple[str, ...]:
     """ssh to lab VM `name` as Ansible reaches it (the scenario's inventory: address, user, key)."""
-    found = hostvars(name)
-    return (
-        "ssh",
-        *shlex.split(found.get("ansible_ssh_common_args", "")),
-        # A VM that goes away (a reboot) ends the connection within 15 s rather than never.
-        "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
-        "-o", "ServerAliveCountMax=3",
-        "-i", found["ansible_private_key_file"],
-        "-p", str(found.get("ansible_port") or 22),
-        f"{found['ansible_user']}@{found['ansible_host']}",
-    )  # fmt: skip
+    return tuple(shoplab_ssh_argv(hostvars(name), name))
 
 
 def over_ssh(name: str, *argv: str) -> list[str]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
+from collections.abc import Mapping
 
 MAC_PREFIX = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){4}$")
 MAX_BRIDGE_NAME = 15  # IFNAMSIZ - 1
@@ -70,8 +72,29 @@ def shoplab_vm_netmask(network: dict) -> str:
     return str(_check_network(network).netmask)
 
 
+def shoplab_ssh_argv(host: Mapping, name: str) -> list[str]:
+    """ssh to lab host `name` as Ansible reaches it, from its variables `host` (address, user, key, port,
+    the inventory's common arguments); the command to run there follows, after `--`. Bench (a restock's
+    token, a cleanup in the VM) and the tests (labhost.ssh_argv) both log in this way."""
+    key = host.get("ansible_ssh_private_key_file") or host.get("ansible_private_key_file")
+    return [
+        "ssh",
+        *shlex.split(host.get("ansible_ssh_common_args") or ""),
+        # A VM that goes away (a reboot) ends the connection within 15 s rather than never.
+        "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
+        "-o", "ServerAliveCountMax=3",
+        *(["-i", str(key)] if key else []),
+        "-p", str(host.get("ansible_port") or 22),
+        f"{host.get('ansible_user') or 'root'}@{host.get('ansible_host') or name}",
+    ]  # fmt: skip
+
+
 class FilterModule:
-    """Ansible filters: `shoplab_vms`, `shoplab_vm_netmask`."""
+    """Ansible filters: `shoplab_vms`, `shoplab_vm_netmask`, `shoplab_ssh_argv`."""
 
     def filters(self):
-        return {"shoplab_vms": shoplab_vms, "shoplab_vm_netmask": shoplab_vm_netmask}
+        return {
+            "shoplab_vms": shoplab_vms,
+            "shoplab_vm_netmask": shoplab_vm_netmask,
+            "shoplab_ssh_argv": shoplab_ssh_argv,
+        }
