@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import subprocess
+import time
 from collections.abc import Callable
 
 import labhost
@@ -17,8 +18,8 @@ import yaml
 from labtest import FILTERS, PROJECT_DIR, TCP_PROBE, TIMEOUT_FACTOR, TOPOLOGY
 
 __all__ = [
-    "HOSTS", "INSTANCES", "MATRIX", "SERVICES", "SPAN", "TIERS", "VM_BRIDGE", "Vm",
-    "assert_routed_to_a_lab_vm", "capture_during", "host_of", "instance",
+    "HOSTS", "INSTANCES", "MATRIX", "SERVICES", "SPAN", "TIERS", "VM_BRIDGE", "WORKERS", "Vm",
+    "assert_routed_to_a_lab_vm", "capture_during", "host_of", "instance", "served_after_losing",
 ]  # fmt: skip
 
 # The scenario's lab VMs, host 1 first, and how many of them form the lab (molecule.yml).
@@ -109,3 +110,31 @@ def capture_during(
     counted = re.search(r"(\d+) packets? captured", err)
     assert counted, err
     return out, int(counted.group(1))
+
+
+# The VMs that run neither the gateway and registry nor the datastores: only product and order instances.
+WORKERS = sorted(
+    {host_of(i) for i in INSTANCES}
+    - {host_of(instance(s)) for s in ("gateway", "registry", "redis", "postgres")}
+)
+
+
+def served_after_losing(worker: str, http: Callable, within: float) -> set[str]:
+    """Take lab VM `worker` down (its QEMU killed, as a host failure), then ask the shop for product lists
+    through `http` (method, path -> status, headers, body) until ten in a row are answered, within `within`
+    seconds; the instances that answered those ten."""
+    virsh = ["virsh", "--connect", "qemu:///system"]
+    subprocess.run([*virsh, "destroy", worker], check=True, capture_output=True)
+    deadline = time.monotonic() + within
+    streak, served, last = 0, set(), None
+    while streak < 10:
+        assert time.monotonic() < deadline, f"the shop did not recover without {worker}: {last}"
+        status, headers, body = http("GET", "/api/products")
+        last = (status, body[:200])
+        if status == 200:
+            streak += 1
+            served.add(headers.get("x-upstream-instance"))
+        else:
+            streak, served = 0, set()
+            time.sleep(1)
+    return served
