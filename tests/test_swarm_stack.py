@@ -137,6 +137,18 @@ def test_app_instances_answer_by_their_names(rendered):
             assert environment["INSTANCE_ID"] == inst["name"]
 
 
+def test_the_registry_is_reached_at_its_tasks_own_address(rendered):
+    """Through a VIP the registry would see the sending host's load balancer address, never the instance's
+    own, and refuse every registration: its name answers the task's address (dnsrr); the others keep VIPs."""
+    modes = {
+        name: spec["deploy"].get("endpoint_mode", "vip")
+        for name, spec in rendered["stack"]["services"].items()
+    }
+    registry = TOPOLOGY["shoplab_services"]["registry"]["compose_service"]
+    assert modes.pop(registry) == "dnsrr"
+    assert set(modes.values()) == {"vip"}
+
+
 def test_only_the_gateway_is_published_through_the_routing_mesh(rendered):
     published = {
         name: spec["ports"] for name, spec in rendered["stack"]["services"].items() if "ports" in spec
