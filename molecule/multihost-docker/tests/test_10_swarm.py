@@ -45,9 +45,11 @@ def test_each_instance_runs_on_the_vm_of_its_placement(inst):
 @pytest.mark.parametrize("name", HOSTS)
 def test_the_swarms_ports_accept_the_other_lab_vms_only(name):
     rules = VMS[name].check("iptables -w -S SHOPLAB-SWARM-INPUT").splitlines()
-    accepted = {rule.split("-s ")[1].split("/")[0] for rule in rules if "-j RETURN" in rule}
+    from_peers = [rule for rule in rules if " -s " in rule and rule.endswith("-j RETURN")]
+    accepted = {rule.split(" -s ")[1].split("/")[0] for rule in from_peers}
     peers = {VMS[other].address for other in HOSTS if other != name}
     assert accepted == peers, f"{name} accepts the Swarm's ports from {sorted(accepted)}"
+    assert "-A SHOPLAB-SWARM-INPUT -i lo -j RETURN" in rules, "its own agent reaches its manager"
 
 
 def test_the_managers_port_refuses_this_machine():
