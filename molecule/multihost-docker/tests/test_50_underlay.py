@@ -35,7 +35,9 @@ def test_the_gateways_requests_reach_another_vm_encrypted():
 
 def _drops(vm) -> int:
     rules = vm.check("iptables -w -nvxL SHOPLAB-SWARM-INPUT")
-    [line] = [r for r in rules.splitlines() if "DROP" in r and "multiport dports" in r and "udp" in r]
+    # (iptables -n names the protocol by number here: 17 for udp.)
+    data_port = f",{SWARM['data_path_port']}"
+    [line] = [r for r in rules.splitlines() if " DROP " in r and "multiport dports" in r and data_port in r]
     return int(line.split()[0])
 
 
