@@ -33,11 +33,11 @@ PLAY = f"""
     docker_images_refs:
       {{service: "shoplab/service:t", redis: "shoplab/redis:t", postgres: "shoplab/postgres:t"}}
     __docker_stack_nproc: {{stdout: "2"}}
-    __docker_stack_swarm_secret_files:
-      db-password: {{path: /etc/shoplab/docker/db-password, checksum: "0123456789abcdef0123"}}
-      registry-token: {{path: /etc/shoplab/docker/registry-token, checksum: "1123456789abcdef0123"}}
-      operator-token: {{path: /etc/shoplab/docker/operator-token, checksum: "2123456789abcdef0123"}}
-    __docker_stack_swarm_initdb_checksums: {{10-shoplab-app-role.sh: "abcdef0123456789abcd"}}
+    __docker_stack_swarm_checksums:
+      /etc/shoplab/docker/db-password: "0123456789abcdef0123"
+      /etc/shoplab/docker/registry-token: "1123456789abcdef0123"
+      /etc/shoplab/docker/operator-token: "2123456789abcdef0123"
+      /opt/shoplab/docker/postgres-initdb/10-shoplab-app-role.sh: "abcdef0123456789abcd"
   tasks:
     - name: Render the stack file (the manager's)
       ansible.builtin.template:
