@@ -43,7 +43,7 @@ def test_a_heartbeat_asks_where_it_is_again_before_each_registration(stack):
     which the registry refuses: not the address the connection comes from. Its heartbeat asks where it is
     before every registration, so it registers once the answer is right. Here the wrong answer is a
     documentation address (192.0.2.7), the right one loopback, where the test's connections come from."""
-    answers = iter(["192.0.2.7", "192.0.2.7"])
+    answers = iter(["192.0.2.7"])
 
     def describe() -> Instance:
         return Instance("latesvc", "late-1", next(answers, "127.0.0.1"), 6003)

@@ -135,7 +135,8 @@ class Heartbeat:
     def __init__(self, client: RegistryClient, describe: Callable[[], Instance], interval: float):
         self.client = client
         self.describe = describe
-        self.instance = describe()
+        # What was registered last: describe() says it again before each registration.
+        self.instance: Instance | None = None
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="shoplab-heartbeat", daemon=True)
