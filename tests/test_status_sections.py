@@ -72,7 +72,9 @@ class FakeNetnsHost(FakeHost):
 
     prefixes = (("journalctl",),)
 
-    def __init__(self) -> None:
+    def __init__(self, instances: list[dict] | None = None, vxlan: dict | None = None) -> None:
+        self.instances = INSTANCES if instances is None else instances  # the ones this host runs
+        self.vxlan = vxlan  # a lab over several hosts: {tier: (VNI, local, peers)} of its VXLAN ports
         self.missing: set[str] = set()  # namespaces that do not exist
         self.silent: set[str] = set()  # namespaces where nothing listens
         self.down: set[str] = set()  # instances whose unit is inactive
@@ -82,7 +84,8 @@ class FakeNetnsHost(FakeHost):
         self.extra_namespaces: list[str] = []
 
     def answers(self) -> dict[tuple[str, ...], tuple[int, str]]:
-        running = [i for i in INSTANCES if i["namespace"] not in self.missing]
+        running = [i for i in self.instances if i["namespace"] not in self.missing]
+        vx_ports = [{"ifname": f"vx-{tier}", "master": TIERS[tier]["bridge"]} for tier in (self.vxlan or {})]
         host_addrs = [
             {
                 "ifname": t["bridge"],
@@ -98,7 +101,7 @@ class FakeNetnsHost(FakeHost):
             ("ip", "-j", "addr"): (0, json.dumps(host_addrs)),
             ("bridge", "-j", "link"): (
                 0,
-                json.dumps([{"ifname": i["veth_host"], "master": i["bridge"]} for i in running]),
+                json.dumps([{"ifname": i["veth_host"], "master": i["bridge"]} for i in running] + vx_ports),
             ),
             ("ip", "-j", "netns", "list"): (
                 0,
@@ -127,7 +130,32 @@ class FakeNetnsHost(FakeHost):
                 else (7, "curl: (7) Failed to connect to 172.21.0.10 port 5000\n")
             ),
         }  # fmt: skip
-        for inst in INSTANCES:
+        for tier, (_vni, _local, peers) in (self.vxlan or {}).items():
+            table[("bridge", "-j", "fdb", "show", "dev", f"vx-{tier}")] = (
+                0,
+                json.dumps(
+                    [{"mac": "02:53:4c:15:00:14", "dst": peers[0], "state": "permanent"}]
+                    + [{"mac": "00:00:00:00:00:00", "dst": peer, "flags": ["self"]} for peer in peers]
+                ),
+            )
+        table[("ip", "-d", "-j", "link", "show", "type", "vxlan")] = (
+            0,
+            json.dumps(
+                [
+                    {
+                        "ifname": f"vx-{tier}",
+                        "mtu": 1450,
+                        "master": TIERS[tier]["bridge"],
+                        "linkinfo": {
+                            "info_kind": "vxlan",
+                            "info_data": {"id": vni, "local": local, "port": 4789},
+                        },
+                    }
+                    for tier, (vni, local, _peers) in (self.vxlan or {}).items()
+                ]
+            ),
+        )
+        for inst in self.instances:
             ns = inst["namespace"]
             lo = {"family": "inet", "local": "127.0.0.1", "prefixlen": 8}
             own = {"family": "inet", "local": inst["address"], "prefixlen": 24}
@@ -238,6 +266,86 @@ def test_netns_registry_that_does_not_answer():
             "curl: (7) Failed to connect to 172.21.0.10 port 5000",
         ]
     ]
+
+
+# --- netns, a lab over three hosts ---------------------------------------------------------------
+
+LAB_HOSTS = ["shoplab-vm-1", "shoplab-vm-2", "shoplab-vm-3"]
+UNDERLAY = ["192.168.150.11", "192.168.150.12", "192.168.150.13"]
+LAB3 = topo.shoplab_instances(SERVICES, TIERS, topo.default_counts(DATA), DATA["shoplab_placement"], 3)
+
+
+def lab3_expected(number: int) -> dict:
+    """What roles/lab_status hands the netns collector on lab host `number` of three."""
+    own = UNDERLAY[number - 1]
+    return {
+        "instances": [i for i in LAB3 if i["lab_host"] == number],
+        "lab_instances": LAB3,
+        "tiers": TIERS,
+        "chain_prefix": "SHOPLAB",
+        "registered_services": REGISTERED,
+        "host": {"number": number, "count": 3, "names": LAB_HOSTS},
+        "vxlan": {
+            "peers": [a for a in UNDERLAY if a != own],
+            "local": own,
+            "device_prefix": "vx-",
+            "port": 4789,
+            "mtu": 1450,
+        },
+    }
+
+
+def lab3_host(number: int) -> FakeNetnsHost:
+    """Lab host `number` of three, healthy: its instances, and a VXLAN port per tier to the other two."""
+    own = UNDERLAY[number - 1]
+    host = FakeNetnsHost(
+        [i for i in LAB3 if i["lab_host"] == number],
+        {name: (tier["vni"], own, [a for a in UNDERLAY if a != own]) for name, tier in TIERS.items()},
+    )
+    host.registered = [i["name"] for i in LAB3 if i["service"] in REGISTERED]
+    return host
+
+
+def test_netns_lab_host_of_several_reports_its_vxlan_and_no_problem():
+    report = status_netns.collect(lab3_host(2), lab3_expected(2))
+    assert report.problems == []
+    assert report.notes == []
+    bodies = dict(report.sections)
+    assert list(bodies)[:2] == [
+        "Bridges and their ports (ip link, bridge link)",
+        "VXLAN to the other lab hosts (ip -d link show type vxlan, bridge fdb)",
+    ]
+    assert bodies["VXLAN to the other lab hosts (ip -d link show type vxlan, bridge fdb)"].splitlines()[
+        1
+    ] == (
+        "vx-backend   VNI 21 from 192.168.150.12:4789 mtu 1450 on br-backend; "
+        "floods to 192.168.150.11, 192.168.150.13; 1 instance MAC(s) pinned to a peer"
+    )
+    assert bodies["Registry contents"] == "(the registry runs on lab host 1, shoplab-vm-1: see its report)"
+    state = json.loads(report.to_json())["state"]
+    assert sorted(state["namespaces"]) == ["ns-order-1", "ns-product-1"]
+    assert state["vxlan"]["vx-database"]["floods_to"] == ["192.168.150.11", "192.168.150.13"]
+
+
+def test_netns_lab_host_of_several_names_what_its_vxlan_lacks():
+    host = lab3_host(2)
+    host.vxlan["backend"] = (99, UNDERLAY[1], [UNDERLAY[0]])
+    del host.vxlan["database"]
+    report = status_netns.collect(host, lab3_expected(2))
+    assert report.problems == [
+        "VXLAN port vx-backend: vni is 99, the data says 21",
+        "VXLAN port vx-backend: floods_to is ['192.168.150.11'], "
+        "the data says ['192.168.150.11', '192.168.150.13']",
+        "VXLAN port vx-database (br-database's port to the other lab hosts) is missing",
+    ]
+
+
+def test_netns_registry_host_checks_every_instance_of_the_lab():
+    host = lab3_host(1)
+    host.registered.remove("product-2")  # runs on host 3
+    report = status_netns.collect(host, lab3_expected(1))
+    assert report.problems == ["product-2 is not registered with the registry"]
+    assert sorted(json.loads(report.to_json())["state"]["namespaces"]) == ["ns-gateway", "ns-registry"]
 
 
 # --- docker ----------------------------------------------------------------------------------------

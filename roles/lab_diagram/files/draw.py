@@ -1,8 +1,11 @@
 """Draw the running lab as a Graphviz graph from its live state, and list where it differs from the data.
 
-Usage: draw.py STATE_JSON EXPECTED_JSON OUT_DOT
-STATE_JSON is roles/lab_status's collected document (sections, problems, notes, state); EXPECTED_JSON
-holds the topology data (mode, instances, tiers, services, flows). Writes the dot file and prints
+Usage: draw.py HOSTS_JSON EXPECTED_JSON OUT_DOT
+HOSTS_JSON holds the lab's hosts, host 1 first: {names, addresses, states}, a host's state being
+roles/lab_status's document collected there (sections, problems, notes, state). A lab of one host is drawn
+as one host; a lab over several (netns mode) as one cluster per host, each with its tier bridges, the
+tiers' VXLAN ports joined across hosts. EXPECTED_JSON holds the topology data (mode, instances with the
+host each runs on, tiers, services, flows). Writes the dot file and prints
 {"differences": [...]} as JSON. Everything drawn comes from the live state; the data is only used to
 name the differences.
 """
@@ -24,57 +27,152 @@ def node_id(name: str) -> str:
     return q("n_" + name)
 
 
-def netns_graph(state: dict, expected: dict) -> tuple[list[str], list[str]]:  # noqa: PLR0912
-    lines, diffs = [], []
-    tiers = expected["tiers"]
-    bridge_tier = {t["bridge"]: name for name, t in tiers.items()}
-    lines.append(f"{node_id('host')} [label={q('lab host (root namespace)')}, shape=box3d];")
-    for bridge, info in sorted(state["bridges"].items()):
-        tier = bridge_tier.get(bridge)
-        if tier is None:
+def host_node(host: dict, many: bool) -> str:
+    """The node of a lab host's root namespace (`host` on a lab of one host)."""
+    return node_id(f"host-{host['number']}" if many else "host")
+
+
+def netns_tier_cluster(host: dict, bridge: str, tier: str, expected: dict, *, many: bool) -> list[str]:
+    """One tier bridge of one host as a cluster: its namespaces, and its VXLAN port on a lab over several
+    hosts."""
+    state = host["collected"]["state"]
+    info = state["bridges"][bridge]
+    colour = TIER_COLOURS.get(tier, "#eeeeee")
+    prefix = f"h{host['number']}_" if many else ""
+    lines = [f"subgraph {q('cluster_' + prefix + bridge)} {{"]
+    address = ", ".join(info["addresses"]) or "-"
+    label = f"{tier} tier: bridge {bridge}\\n{expected['tiers'][tier]['subnet']}, host {address}"
+    lines.append(f'  label="{label}"; style=filled; fillcolor="{colour}";')
+    for ns, entry in sorted(state["namespaces"].items()):
+        if entry.get("bridge") != bridge:
             continue
-        colour = TIER_COLOURS.get(tier, "#eeeeee")
-        lines.append(f"subgraph {q('cluster_' + bridge)} {{")
-        host = ", ".join(info["addresses"]) or "-"
-        label = f"{tier} tier: bridge {bridge}\\n{tiers[tier]['subnet']}, host {host}"
-        lines.append(f'  label="{label}"; style=filled; fillcolor="{colour}";')
-        for ns, entry in sorted(state["namespaces"].items()):
-            if entry.get("bridge") != bridge:
-                continue
-            ports = ", ".join(a.rsplit(":", 1)[-1] for a in entry["listening"]) or "-"
-            text = f"{ns}\\n{', '.join(entry['addresses']) or 'no address'}\\nlistening: {ports}"
+        ports = ", ".join(a.rsplit(":", 1)[-1] for a in entry["listening"]) or "-"
+        text = f"{ns}\\n{', '.join(entry['addresses']) or 'no address'}\\nlistening: {ports}"
+        lines.append(
+            f'  {node_id(entry["instance"])} [label="{text}", shape=box, style=filled, fillcolor=white];'
+        )
+    for name, vx in sorted(state.get("vxlan", {}).items()):
+        if vx.get("bridge") == bridge:
+            text = f"{name}\\nVXLAN VNI {vx['vni']}, udp/{vx['port']}\\nmtu {vx['mtu']}"
             lines.append(
-                f'  {node_id(entry["instance"])} [label="{text}", shape=box, style=filled, fillcolor=white];'
+                f'  {node_id(prefix + name)} [label="{text}", shape=cds, style=filled, fillcolor=white];'
             )
-        lines.append("}")
+    lines.append("}")
+    return lines
+
+
+def netns_host(host: dict, expected: dict, many: bool) -> list[str]:
+    """One lab host: its root namespace and its tier bridges (in a cluster of its own on several hosts)."""
+    state = host["collected"]["state"]
+    bridge_tier = {t["bridge"]: name for name, t in expected["tiers"].items()}
+    body = []
+    if many:
+        body.append(f"{host_node(host, many)} [label={q('root namespace: routes, firewall')}, shape=box3d];")
+    else:
+        body.append(f"{host_node(host, many)} [label={q('lab host (root namespace)')}, shape=box3d];")
+    for bridge in sorted(state["bridges"]):
+        if bridge in bridge_tier:
+            body.extend(netns_tier_cluster(host, bridge, bridge_tier[bridge], expected, many=many))
     for ns, entry in sorted(state["namespaces"].items()):
         if entry.get("bridge") not in bridge_tier:
-            lines.append(
+            body.append(
                 f"{node_id(entry['instance'])} [label={q(ns + ' (not on a lab bridge)')}, color=red];"
             )
-    live_pairs = set()
-    for flow in state["flows"]:
-        src, dst = flow["from"], flow["to"]
-        if src != "host" and src not in {e["instance"] for e in state["namespaces"].values()}:
-            continue
-        live_pairs.add((src, dst))
-        label = f"tcp/{flow['port']}" if flow.get("port") else ""
-        lines.append(f"{node_id(src)} -> {node_id(dst)} [label={q(label)}];")
-    want = set()
-    by_service: dict[str, list[str]] = {}
+    if not many:
+        return body
+    underlay = host.get("address") or ""
+    label = f"lab host {host['number']}: {host['name']}" + (f" ({underlay})" if underlay else "")
+    return [
+        f"subgraph {q('cluster_host_' + str(host['number']))} {{",
+        f'  label={q(label)}; style="rounded,bold"; color="#64748b";',
+        *("  " + line for line in body),
+        "}",
+    ]
+
+
+def vxlan_links(hosts: list[dict]) -> list[str]:
+    """Each tier's VXLAN ports joined, once per pair of hosts that flood to each other (live state)."""
+    lines = []
+    for i, one in enumerate(hosts):
+        for other in hosts[i + 1 :]:
+            ours = one["collected"]["state"].get("vxlan", {})
+            theirs = other["collected"]["state"].get("vxlan", {})
+            for name, vx in sorted(ours.items()):
+                peer = theirs.get(name)
+                if peer and peer.get("local") in vx["floods_to"] and vx.get("local") in peer["floods_to"]:
+                    ends = node_id(f"h{one['number']}_{name}"), node_id(f"h{other['number']}_{name}")
+                    label = q(f"VNI {vx['vni']}")
+                    lines.append(
+                        f'{ends[0]} -> {ends[1]} [dir=both, style=bold, color="#475569", label={label}];'
+                    )
+    return lines
+
+
+def netns_flows(hosts: list[dict], expected: dict, many: bool) -> tuple[list[str], list[str]]:
+    """The allowed flows each host's firewall holds, drawn once, and the ones that differ from the data
+    (per host on several hosts: every host holds every flow between instances, and `host` flows to the
+    instances it runs)."""
+    lines, diffs = [], []
+    running = {e["instance"] for h in hosts for e in h["collected"]["state"]["namespaces"].values()}
+    by_service: dict[str, list[dict]] = {}
     for inst in expected["instances"]:
-        by_service.setdefault(inst["service"], []).append(inst["name"])
-    for flow in expected["flows"]:
-        sources = ["host"] if flow["from"] == "host" else by_service.get(flow["from"], [])
-        for src in sources:
+        by_service.setdefault(inst["service"], []).append(inst)
+    drawn = set()
+    for host in hosts:
+        live = set()
+        for flow in host["collected"]["state"]["flows"]:
+            src = f"host-{host['number']}" if flow["from"] == "host" and many else flow["from"]
+            live.add((flow["from"], flow["to"]))
+            if (flow["from"] == "host" or src in running) and (src, flow["to"]) not in drawn:
+                drawn.add((src, flow["to"]))
+                label = f"tcp/{flow['port']}" if flow.get("port") else ""
+                lines.append(f"{node_id(src)} -> {node_id(flow['to'])} [label={q(label)}];")
+        want = set()
+        for flow in expected["flows"]:
             for dst in by_service.get(flow["to"], []):
-                want.add((src, dst))
-    for src, dst in sorted(want - live_pairs):
-        diffs.append(f"allowed flow {src} -> {dst} has no firewall rule in the live state")
-        lines.append(f'{node_id(src)} -> {node_id(dst)} [style=dashed, color=red, label="missing rule"];')
-    for src, dst in sorted(live_pairs - want):
-        diffs.append(f"the firewall allows {src} -> {dst}, which the data does not list")
+                if flow["from"] == "host":
+                    if int(dst.get("lab_host", 1)) == host["number"] or not many:
+                        want.add(("host", dst["name"]))
+                    continue
+                want.update((src["name"], dst["name"]) for src in by_service.get(flow["from"], []))
+        where = f"{host['name']}: " if many else ""
+        for src, dst in sorted(want - live):
+            diffs.append(f"{where}allowed flow {src} -> {dst} has no firewall rule in the live state")
+            src_node = f"host-{host['number']}" if src == "host" and many else src
+            lines.append(
+                f'{node_id(src_node)} -> {node_id(dst)} [style=dashed, color=red, label="missing rule"];'
+            )
+        for src, dst in sorted(live - want):
+            diffs.append(f"{where}the firewall allows {src} -> {dst}, which the data does not list")
     return lines, diffs
+
+
+def placement_diffs(hosts: list[dict], expected: dict) -> list[str]:
+    """A lab over several hosts: each instance runs on the host the placement gives it, and on no other."""
+    diffs = []
+    for inst in expected["instances"]:
+        found = [
+            h
+            for h in hosts
+            if f"ns-{inst['name']}" in h["collected"]["state"]["namespaces"]
+            and h["collected"]["state"]["namespaces"][f"ns-{inst['name']}"]["addresses"]
+        ]
+        numbers = sorted(h["number"] for h in found)
+        if numbers and numbers != [int(inst.get("lab_host", 1))]:
+            diffs.append(
+                f"{inst['name']} runs on lab host(s) {numbers}, the placement says {inst.get('lab_host', 1)}"
+            )
+    return diffs
+
+
+def netns_graph(hosts: list[dict], expected: dict) -> tuple[list[str], list[str]]:
+    many = len(hosts) > 1
+    lines = []
+    for host in hosts:
+        lines.extend(netns_host(host, expected, many))
+    lines.extend(vxlan_links(hosts))
+    flow_lines, diffs = netns_flows(hosts, expected, many)
+    return lines + flow_lines, diffs + (placement_diffs(hosts, expected) if many else [])
 
 
 def docker_graph(state: dict, expected: dict) -> tuple[list[str], list[str]]:  # noqa: PLR0912
@@ -127,13 +225,31 @@ def docker_graph(state: dict, expected: dict) -> tuple[list[str], list[str]]:  #
 
 
 def main() -> None:
-    collected = json.loads(Path(sys.argv[1]).read_text())
+    given = json.loads(Path(sys.argv[1]).read_text())
+    hosts = [
+        {"name": name, "number": number, "address": address, "collected": collected}
+        for number, (name, address, collected) in enumerate(
+            zip(given["names"], given["addresses"], given["states"], strict=True), start=1
+        )
+    ]
     expected = json.loads(Path(sys.argv[2]).read_text())
-    state = collected["state"]
-    draw = netns_graph if state["mode"] == "netns" else docker_graph
-    body, diffs = draw(state, expected)
-    diffs = list(dict.fromkeys(collected.get("problems", []) + diffs + collected.get("notes", [])))
-    title = f"Shoplab, mode={state['mode']}: the running lab (live state)"
+    mode = hosts[0]["collected"]["state"]["mode"]
+    many = len(hosts) > 1
+    if mode == "netns":
+        body, diffs = netns_graph(hosts, expected)
+    else:
+        body, diffs = docker_graph(hosts[0]["collected"]["state"], expected)
+    found = []
+    for host in hosts:
+        where = f"{host['name']}: " if many else ""
+        found.extend(where + text for text in host["collected"].get("problems", []))
+    found.extend(diffs)
+    for host in hosts:
+        where = f"{host['name']}: " if many else ""
+        found.extend(where + text for text in host["collected"].get("notes", []))
+    diffs = list(dict.fromkeys(found))
+    over = f" over {len(hosts)} lab hosts" if many else ""
+    title = f"Shoplab, mode={mode}{over}: the running lab (live state)"
     if diffs:
         title += f"\\n{len(diffs)} difference(s) from the data, see the playbook output"
     out = [

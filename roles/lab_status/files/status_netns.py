@@ -4,6 +4,10 @@ Run by roles/lab_status as root on the lab host, beside statuslib.py, with one a
 expected topology as base64 JSON. Prints one JSON document: report sections, problems, notes and the
 structured live state (roles/lab_diagram draws it). Changes nothing; sends no packet outside the
 namespaces it inspects (the registry is asked from inside its own namespace).
+
+A lab over several hosts: `instances` are the ones this host runs, `lab_instances` all of the lab's,
+`host` says which host of the lab this is, and `vxlan` what joins its tier bridges to the other hosts'
+(each tier's VXLAN port, its VNI, this host's underlay address and the peers it floods to).
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ def bridges(run: Run, expected: dict, report: Report) -> list[dict]:
             report.problems.append(f"bridge {tier['bridge']} lacks the host address {tier['host_address']}")
     lab_bridges = {t["bridge"] for t in tiers.values()}
     known_veths = {i["veth_host"] for i in expected["instances"]}
+    vxlan = expected.get("vxlan") or {}
+    if vxlan.get("peers"):
+        known_veths |= {vxlan["device_prefix"] + name for name in tiers}
     for name, bridge in found.items():
         if name in lab_bridges:
             for port in bridge["ports"]:
@@ -206,9 +213,82 @@ def units(run: Run, expected: dict, report: Report) -> None:
     report.section("systemd units (systemctl show) and recent failures", "\n".join(lines))
 
 
+def vxlan_port(run: Run, tier_name: str, expected: dict, links: dict, report: Report) -> str:
+    """One tier's VXLAN port: its report line; what differs from the data goes to the problems."""
+    tier, vxlan = expected["tiers"][tier_name], expected["vxlan"]
+    name = vxlan["device_prefix"] + tier_name
+    link = links.get(name)
+    if link is None:
+        report.problems.append(
+            f"VXLAN port {name} ({tier['bridge']}'s port to the other lab hosts) is missing"
+        )
+        return f"{name:<12} MISSING"
+    info = link.get("linkinfo", {}).get("info_data", {})
+    fdb = run_json(run, "bridge", "-j", "fdb", "show", "dev", name)
+    floods = sorted(e["dst"] for e in fdb if e.get("mac") == "00:00:00:00:00:00" and e.get("dst"))
+    remote = sum(1 for e in fdb if e.get("dst") and e.get("mac") != "00:00:00:00:00:00")
+    entry = {
+        "vni": info.get("id"),
+        "local": info.get("local"),
+        "port": info.get("port"),
+        "mtu": link.get("mtu"),
+        "bridge": link.get("master"),
+        "floods_to": floods,
+        "remote_macs": remote,
+    }
+    report.state["vxlan"][name] = entry
+    want = {
+        "vni": int(tier["vni"]),
+        "local": vxlan["local"],
+        "port": int(vxlan["port"]),
+        "mtu": int(vxlan["mtu"]),
+        "bridge": tier["bridge"],
+        "floods_to": sorted(vxlan["peers"]),
+    }
+    for field, value in want.items():
+        if entry[field] != value:
+            report.problems.append(f"VXLAN port {name}: {field} is {entry[field]}, the data says {value}")
+    return (
+        f"{name:<12} VNI {entry['vni']} from {entry['local']}:{entry['port']} mtu {entry['mtu']} "
+        f"on {entry['bridge'] or '-'}; floods to {', '.join(floods) or '-'}; "
+        f"{remote} instance MAC(s) pinned to a peer"
+    )
+
+
+def vxlans(run: Run, expected: dict, report: Report) -> None:
+    """A lab over several hosts: each tier's VXLAN port to the other hosts (ip -d link, bridge fdb)."""
+    vxlan = expected.get("vxlan") or {}
+    if not vxlan.get("peers"):
+        return
+    links = {
+        link["ifname"]: link for link in run_json(run, "ip", "-d", "-j", "link", "show", "type", "vxlan")
+    }
+    lines = [vxlan_port(run, name, expected, links, report) for name in expected["tiers"]]
+    report.section("VXLAN to the other lab hosts (ip -d link show type vxlan, bridge fdb)", "\n".join(lines))
+
+
+def registry_host(expected: dict) -> dict | None:
+    """The lab host that runs the registry ({number, name}), when it is not this one."""
+    host = expected.get("host") or {}
+    reg = next(i for i in expected.get("lab_instances", expected["instances"]) if i["service"] == "registry")
+    if any(i["name"] == reg["name"] for i in expected["instances"]):
+        return None
+    names = host.get("names") or []
+    number = int(reg.get("lab_host", 1))
+    return {"number": number, "name": names[number - 1] if len(names) >= number else f"host {number}"}
+
+
 def registry(run: Run, expected: dict, report: Report) -> None:
-    """The registry's contents, asked from inside the registry's own namespace."""
-    instances = expected["instances"]
+    """The registry's contents, asked from inside the registry's own namespace (on the host that runs it;
+    the others say where it is)."""
+    elsewhere = registry_host(expected)
+    if elsewhere:
+        report.section(
+            "Registry contents",
+            f"(the registry runs on lab host {elsewhere['number']}, {elsewhere['name']}: see its report)",
+        )
+        return
+    instances = expected.get("lab_instances", expected["instances"])
     reg = next(i for i in instances if i["service"] == "registry")
     url = f"http://{reg['address']}:{reg['port']}/services"
     rc, out = run("ip", "netns", "exec", reg["namespace"], "curl", "-sS", "-m", "3", url)
@@ -239,9 +319,19 @@ def registry(run: Run, expected: dict, report: Report) -> None:
 def collect(run: Run, expected: dict) -> Report:
     """Every section, in the report's order."""
     report = Report(
-        state={"mode": "netns", "bridges": {}, "namespaces": {}, "flows": [], "units": {}, "registry": {}}
+        state={
+            "mode": "netns",
+            "host": expected.get("host") or {"number": 1, "count": 1, "names": []},
+            "bridges": {},
+            "vxlan": {},
+            "namespaces": {},
+            "flows": [],
+            "units": {},
+            "registry": {},
+        }
     )
     ports = bridges(run, expected, report)
+    vxlans(run, expected, report)
     namespaces(run, expected, report, ports)
     firewall(run, expected, report)
     conntrack(run, report)
