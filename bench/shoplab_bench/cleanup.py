@@ -68,15 +68,20 @@ class Database:
     cache: list[str] = field(default_factory=list)
     # A lab in a VM: a command that runs its last argument as a shell command line there (ssh … --).
     via: list[str] = field(default_factory=list)
+    # A lab over several VMs whose cache runs on another VM than its database: the same, for the cache.
+    cache_via: list[str] | None = None
 
     @classmethod
     def of(cls, mode: str, spec: dict) -> Database:
+        cache_via = spec.get("cache_via")
         return cls(mode=mode, psql=list(spec["psql"]), cache=list(spec.get("cache") or []),
-                   via=list(spec.get("via") or []))  # fmt: skip
+                   via=list(spec.get("via") or []),
+                   cache_via=None if cache_via is None else list(cache_via))  # fmt: skip
 
-    def command(self, argv: list[str]) -> list[str]:
-        """argv as run from this host: itself, or one quoted command line handed to `via`."""
-        return [*self.via, shlex.join(map(str, argv))] if self.via else argv
+    def command(self, argv: list[str], via: list[str] | None = None) -> list[str]:
+        """argv as run from this host: itself, or one quoted command line handed to `via` (the database's)."""
+        via = self.via if via is None else via
+        return [*via, shlex.join(map(str, argv))] if via else argv
 
     def run(self, script: str, **variables: str) -> str:
         argv = [*self.psql, "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1"]
@@ -139,7 +144,7 @@ def forget_cached(db: Database, product_ids: list[int]) -> bool | None:
     """Delete the products' cache entries (as the product service's writes do); None: no cache command."""
     if not db.cache or not product_ids:
         return None
-    argv = db.command([*db.cache, "DEL", *(item_key(pid) for pid in product_ids), PAGES_KEY])
+    argv = db.command([*db.cache, "DEL", *(item_key(pid) for pid in product_ids), PAGES_KEY], db.cache_via)
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError):
@@ -153,7 +158,7 @@ RECORDED = "recorded-stock.json"
 def save(path: Path, run_id: str, recorded: dict[str, tuple[Database, list[dict]]]) -> None:
     """What `clean` needs, in the results folder: `python -m shoplab_bench cleanup DIR` after a hard kill."""
     labs = {
-        mode: {"psql": db.psql, "cache": db.cache, "via": db.via, "stock": stock}
+        mode: {"psql": db.psql, "cache": db.cache, "via": db.via, "cache_via": db.cache_via, "stock": stock}
         for mode, (db, stock) in recorded.items()
     }
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ import json
 import shlex
 from pathlib import Path
 
+from shoplab_bench.acrosshosts import table as across_hosts_table
 from shoplab_bench.summary import (
     DESIGN_DOC,
     DESIGN_KEYS,
@@ -401,6 +402,7 @@ def render_markdown(report: dict) -> str:
                   "machine before comparing with the targets."]  # fmt: skip
     lines += ["", "## The design document's table, with ours beside it", "",
               *design_doc_table(rows, plan), "",
+              *across_hosts_table(rows, plan, report.get("across_hosts")),
               *alternatives_table(rows, plan),
               "## Why (computed from the numbers above)", "", *why(rows, plan.get("notes")), "",
               "## Targets measured", "", *targets_table(plan, report.get("skipped", [])), "",

@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from shoplab_bench import cleanup, cpu, guard, parse, tools
+from shoplab_bench import acrosshosts, cleanup, cpu, guard, parse, tools
 
 LUA_DIR = str(Path(__file__).resolve().parent.parent / "lua")
 
@@ -399,6 +399,8 @@ def run_plan(plan: dict, out_dir: Path, log=print) -> dict:
             time.sleep(2)  # interrupted: let the requests in flight commit before their orders are deleted
         report["cleanup"] = running.put_back(log)
         report["finished"] = dt.datetime.now(dt.UTC).isoformat()
+        if int(plan.get("lab_hosts", 1)) > 1:
+            report["across_hosts"] = acrosshosts.reference(plan)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
     return report
