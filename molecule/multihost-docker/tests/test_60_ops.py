@@ -1,0 +1,56 @@
+"""The status playbook on the Swarm: each VM reports its own part (membership, the overlays it carries with
+their VNI and peers, its tasks, the Swarm's firewall chains), the manager adds the nodes with their lab-host
+labels and where each service's task runs, the registry's VM lists every instance of the lab."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import labtest
+from labops import FAIL_ON_PROBLEMS
+from labtest import tail
+from labvms import SPAN
+from swdata import ENCRYPTED, HOSTS, INSTANCES, TIERS, instance, swarm_service
+
+
+def playbook(name: str, *extra: str) -> labtest.subprocess.CompletedProcess:
+    """An operations playbook against the scenario's three VMs, as its converge reached them."""
+    inventory = str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
+    build = f"shoplab_build_dir={labtest.PROJECT_DIR / 'build'}"
+    encrypted = f"shoplab_swarm_encrypted={str(ENCRYPTED).lower()}"
+    return labtest.playbook(
+        f"playbooks/{name}",
+        "docker",
+        "-e",
+        f"shoplab_lab_span={SPAN}",
+        "-e",
+        build,
+        "-e",
+        encrypted,
+        *extra,
+        inventory=inventory,
+    )
+
+
+def test_status_reports_each_vms_part_of_the_swarm_and_no_problem():
+    result = playbook("status.yml", *FAIL_ON_PROBLEMS)
+    assert result.returncode == 0, tail(result)
+    for number, name in enumerate(HOSTS, start=1):
+        assert (
+            f"Shoplab docker lab on {name} (lab host {number} of {SPAN}: {', '.join(HOSTS)})" in result.stdout
+        )
+    # Only the manager lists the nodes and the services, each service on the VM the placement gives it.
+    assert result.stdout.count("== Swarm nodes and their lab-host labels") == 1
+    for inst in INSTANCES:
+        assert re.search(rf"{swarm_service(inst)} +1/1 +on lab host {inst['lab_host']}\b", result.stdout), (
+            inst
+        )
+    # Every VM carries the overlays its tasks join, with their VNI and the other VMs as peers.
+    backend = TIERS["backend"]["docker_network"]
+    assert len(re.findall(rf"{backend} +\S+ +VNI \d+", result.stdout)) == SPAN
+    registry_vm = HOSTS[instance("registry")["lab_host"] - 1]
+    assert result.stdout.count("(the registry's task runs on lab host") == SPAN - 1, registry_vm
+    assert "No problem found" in result.stdout
+    assert "changed=0" in result.stdout
