@@ -1,5 +1,6 @@
 """lab_diagram's drawing (roles/lab_diagram/files/draw.py) of live states recorded as lab_status collects
-them: one lab host, and one netns lab over three hosts (a cluster per host, the tiers' VXLAN ports joined).
+them: one lab host, one netns lab over three hosts (a cluster per host, the tiers' VXLAN ports joined), and
+one docker lab over three hosts (a Swarm: a cluster per host, each overlay's slices joined).
 
 `dot` renders every graph drawn here, so a graph Graphviz refuses fails too.
 """
@@ -19,6 +20,8 @@ import shoplab_topology as topo
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "roles" / "lab_diagram" / "files"))
 
 import draw
+from swarmfake import NETWORKS, FakeSwarmHost, status_swarm
+from swarmfake import expected as swarm_expected
 
 DATA = topo.load_topology()
 SERVICES, TIERS, FLOWS = DATA["shoplab_services"], DATA["shoplab_tiers"], DATA["shoplab_allowed_flows"]
@@ -200,3 +203,73 @@ def test_a_lab_over_three_hosts_names_the_host_of_each_difference(tmp_path, brea
     if breakage == "problem":
         # The link the live state no longer has is not drawn.
         assert not re.search(r'"n_h1_vx-backend" -> "n_h2_vx-backend"', dot)
+
+
+# --- docker mode over three hosts (a Swarm) ------------------------------------------------------------
+
+
+def swarm_document(hosts: list | None = None) -> dict:
+    """draw.py's first argument for a Swarm lab: what status_swarm.py reports on each of the three hosts."""
+    hosts = hosts or [FakeSwarmHost(n) for n in (1, 2, 3)]
+    states = [json.loads(status_swarm.collect(h, swarm_expected(h.number)).to_json()) for h in hosts]
+    return {"names": NAMES, "addresses": UNDERLAY, "states": states}
+
+
+def swarm_networks(inst: dict) -> set[str]:
+    """The overlays an instance's task joins."""
+    return {TIERS[t]["docker_network"] for t in NETWORKS[inst["service"]]}
+
+
+def swarm_drawn(tmp_path: Path, document: dict) -> tuple[str, list[str]]:
+    (tmp_path / "hosts.json").write_text(json.dumps(document))
+    data = {**expected(3), "mode": "docker"}
+    (tmp_path / "expected.json").write_text(json.dumps(data))
+    out = tmp_path / "lab.dot"
+    argv = [
+        sys.executable,
+        draw.__file__,
+        str(tmp_path / "hosts.json"),
+        str(tmp_path / "expected.json"),
+        str(out),
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    subprocess.run(["dot", "-Tsvg", str(out), "-o", str(tmp_path / "lab.svg")], check=True)
+    return out.read_text(), json.loads(done.stdout)["differences"]
+
+
+def test_a_swarm_lab_draws_each_task_in_the_cluster_of_its_host(tmp_path):
+    dot, differences = swarm_drawn(tmp_path, swarm_document())
+    assert differences == []
+    assert "mode=docker (a Swarm) over 3 lab hosts" in dot
+    assert 'label="lab host 1: shoplab-vm-1 (192.168.150.11), Swarm manager"' in dot
+    assert 'label="lab host 3: shoplab-vm-3 (192.168.150.13), Swarm worker"' in dot
+    for inst in lab(3):
+        service = re.escape(status_swarm.service_name(swarm_expected(1), inst))
+        [task] = set(re.findall(rf'"n_(h\d_{service}\.[^"]+)" \[label=', dot))
+        assert cluster_of(dot, task) == f"cluster_host_{inst['lab_host']}", inst["name"]
+    # The routing mesh answers on every host and hands the published port to the gateway's task.
+    assert re.search(r'"n_mesh" -> "n_h1_shoplab_api-gateway\.[^"]+" \[label="published port"', dot)
+
+
+def test_a_swarm_lab_joins_each_overlay_between_the_hosts_that_carry_it(tmp_path):
+    dot, _ = swarm_drawn(tmp_path, swarm_document())
+    links = re.findall(
+        r'"n_h(\d)_ov-([\w-]+)" -> "n_h(\d)_ov-[\w-]+" \[dir=both.*label="VNI \d+, ESP"\]', dot
+    )
+    carried = {
+        network: {n for n in (1, 2, 3) for i in lab(3) if i["lab_host"] == n and network in swarm_networks(i)}
+        for network in {t["docker_network"] for t in TIERS.values()}
+    }
+    want = {(str(a), net, str(b)) for net, on in carried.items() for a in on for b in on if a < b}
+    assert set(links) == want
+    assert len(links) == len(want)
+
+
+def test_a_swarm_lab_names_a_task_on_the_wrong_host(tmp_path):
+    hosts = [FakeSwarmHost(n) for n in (1, 2, 3)]
+    moved = next(t for t in hosts[2].tasks if t["Config"]["Labels"]["org.shoplab.instance"] == "product-2")
+    hosts[1].tasks.append(moved)
+    hosts[2].tasks.remove(moved)
+    _, differences = swarm_drawn(tmp_path, swarm_document(hosts))
+    assert "product-2 runs on lab host(s) 2, the placement says 3" in differences
+    assert "shoplab-vm-3: no task of product-2 runs on this host, which the placement gives it" in differences

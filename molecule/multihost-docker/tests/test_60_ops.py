@@ -54,3 +54,21 @@ def test_status_reports_each_vms_part_of_the_swarm_and_no_problem():
     assert result.stdout.count("(the registry's task runs on lab host") == SPAN - 1, registry_vm
     assert "No problem found" in result.stdout
     assert "changed=0" in result.stdout
+
+
+def test_diagram_draws_the_three_vms_and_their_overlays(tmp_path):
+    result = playbook(
+        "diagram.yml", "-e", f"lab_diagram_dir={tmp_path}", "-e", "lab_diagram_fail_on_differences=true"
+    )
+    assert result.returncode == 0, tail(result)
+    dot = (tmp_path / "topology-docker.dot").read_text()
+    assert f"mode=docker (a Swarm) over {SPAN} lab hosts" in dot
+    for number, name in enumerate(HOSTS, start=1):
+        assert f'"cluster_host_{number}"' in dot and f"lab host {number}: {name}" in dot
+    for inst in INSTANCES:
+        assert re.search(rf'"n_h{inst["lab_host"]}_{re.escape(swarm_service(inst))}\.', dot), inst["name"]
+    # The backend overlay is carried by every VM (each runs a task on it): joined across every pair.
+    backend = TIERS["backend"]["docker_network"]
+    joined = re.findall(rf'"n_h\d_ov-{backend}" -> "n_h\d_ov-{backend}" \[dir=both', dot)
+    assert len(joined) == SPAN * (SPAN - 1) // 2
+    assert "<svg" in (tmp_path / "topology-docker.svg").read_text()

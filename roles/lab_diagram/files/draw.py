@@ -3,8 +3,9 @@
 Usage: draw.py HOSTS_JSON EXPECTED_JSON OUT_DOT
 HOSTS_JSON holds the lab's hosts, host 1 first: {names, addresses, states}, a host's state being
 roles/lab_status's document collected there (sections, problems, notes, state). A lab of one host is drawn
-as one host; a lab over several (netns mode) as one cluster per host, each with its tier bridges, the
-tiers' VXLAN ports joined across hosts. EXPECTED_JSON holds the topology data (mode, instances with the
+as one host; a lab over several as one cluster per host: netns mode with its tier bridges, the tiers' VXLAN
+ports joined across hosts; docker mode (a Swarm) with its slice of each overlay and its tasks, each overlay's
+slices joined across hosts. EXPECTED_JSON holds the topology data (mode, instances with the
 host each runs on, tiers, services, flows). Writes the dot file and prints
 {"differences": [...]} as JSON. Everything drawn comes from the live state; the data is only used to
 name the differences.
@@ -224,6 +225,127 @@ def docker_graph(state: dict, expected: dict) -> tuple[list[str], list[str]]:  #
     return lines, diffs
 
 
+def task_node(prefix: str, name: str, entry: dict) -> str:
+    """One task container (its node id prefixed with its host's): instance, health, overlay addresses."""
+    addrs = "\\n".join(f"{n}: {a}" for n, a in sorted(entry["networks"].items()))
+    health = entry["health"] if entry["status"] == "running" else entry["status"]
+    colour = "white" if health in ("healthy", "none") else "#fecaca"
+    text = f"{entry.get('instance') or name} ({health})\\n{addrs}"
+    return f'{node_id(prefix + name)} [label="{text}", shape=box, style=filled, fillcolor="{colour}"];'
+
+
+def swarm_host(host: dict, expected: dict) -> list[str]:
+    """One node of the Swarm: a slice of each overlay it carries (its VXLAN end, the tasks homed on it)."""
+    state = host["collected"]["state"]
+    prefix = f"h{host['number']}_"
+    tier_of_network = {t["docker_network"]: name for name, t in expected["tiers"].items()}
+    home = {}
+    for name, entry in state["containers"].items():
+        nets = list(entry["networks"])
+        own = next((n for n in nets if tier_of_network.get(n) == entry.get("tier")), nets[0] if nets else "")
+        home[name] = own
+    body = []
+    for network, info in sorted(state["networks"].items()):
+        tier = tier_of_network.get(network, network)
+        colour = TIER_COLOURS.get(tier, "#eeeeee")
+        flags = "".join(
+            [", internal" if info["internal"] else "", ", encrypted" if info["encrypted"] else ""]
+        )
+        label = f"overlay {network} ({tier} tier{flags})\\n{info['subnet']}"
+        body.append(f"subgraph {q('cluster_' + prefix + network)} {{")
+        body.append(f'  label="{label}"; style=filled; fillcolor="{colour}";')
+        end = node_id(prefix + "ov-" + network)
+        body.append(
+            f'  {end} [label="VXLAN VNI {info["vni"] or "?"}", shape=cds, style=filled, fillcolor=white];'
+        )
+        body.extend(
+            "  " + task_node(prefix, name, entry)
+            for name, entry in sorted(state["containers"].items())
+            if home[name] == network
+        )
+        body.append("}")
+    swarm = state.get("swarm", {})
+    role = "manager" if swarm.get("manager") else "worker"
+    address = host.get("address") or swarm.get("address", "")
+    label = f"lab host {host['number']}: {host['name']} ({address}), Swarm {role}"
+    return [
+        f"subgraph {q('cluster_host_' + str(host['number']))} {{",
+        f'  label={q(label)}; style="rounded,bold"; color="#64748b";',
+        *("  " + line for line in body),
+        "}",
+    ]
+
+
+def overlay_links(hosts: list[dict]) -> list[str]:
+    """Each overlay's slices joined, once per pair of hosts that list each other as its peers (live)."""
+    lines = []
+    for i, one in enumerate(hosts):
+        for other in hosts[i + 1 :]:
+            theirs = other["collected"]["state"]["networks"]
+            for network, info in sorted(one["collected"]["state"]["networks"].items()):
+                peer = theirs.get(network)
+                ours_addr = one["collected"]["state"].get("swarm", {}).get("address")
+                their_addr = other["collected"]["state"].get("swarm", {}).get("address")
+                if peer and their_addr in info["peers"] and ours_addr in peer["peers"]:
+                    ends = (
+                        node_id(f"h{one['number']}_ov-{network}"),
+                        node_id(f"h{other['number']}_ov-{network}"),
+                    )
+                    label = q(f"VNI {info['vni']}" + (", ESP" if info["encrypted"] else ""))
+                    lines.append(
+                        f'{ends[0]} -> {ends[1]} [dir=both, style=bold, color="#475569", label={label}];'
+                    )
+    return lines
+
+
+def swarm_graph(hosts: list[dict], expected: dict) -> tuple[list[str], list[str]]:
+    """A docker lab over several hosts (a Swarm): a cluster per node, its overlays' slices and tasks, the
+    slices joined by VXLAN, the routing mesh in front of the gateway, the flows the overlays allow."""
+    lines = [f"{node_id('mesh')} [label={q('routing mesh: the published port on every host')}, shape=box3d];"]
+    for host in hosts:
+        lines.extend(swarm_host(host, expected))
+    lines.extend(overlay_links(hosts))
+    # Each service's running tasks: (node id, container name, overlays); each instance's lab hosts.
+    running: dict[str, list[tuple[str, str, set]]] = {}
+    where: dict[str, list[int]] = {}
+    for host in hosts:
+        for name, entry in sorted(host["collected"]["state"]["containers"].items()):
+            if entry["status"] == "running":
+                task = (f"h{host['number']}_{name}", name, set(entry["networks"]))
+                running.setdefault(entry["service"], []).append(task)
+                where.setdefault(entry.get("instance", ""), []).append(host["number"])
+    diffs = []
+    for flow in expected["flows"]:
+        for dst, dst_name, dst_nets in running.get(flow["to"], []):
+            if flow["from"] == "host":
+                lines.append(f'{node_id("mesh")} -> {node_id(dst)} [label="published port", fontsize=8];')
+                continue
+            for src, src_name, src_nets in running.get(flow["from"], []):
+                if shared := sorted(src_nets & dst_nets):
+                    lines.append(
+                        f"{node_id(src)} -> {node_id(dst)} [label={q(', '.join(shared))}, fontsize=8];"
+                    )
+                else:
+                    diffs.append(
+                        f"{flow['from']} -> {flow['to']}: {src_name} and {dst_name} share no overlay"
+                    )
+    return lines, diffs + swarm_placement_diffs(where, expected)
+
+
+def swarm_placement_diffs(where: dict[str, list[int]], expected: dict) -> list[str]:
+    """Each instance's task runs on the host the placement gives it, and on no other (`where`: the lab
+    hosts each instance's running tasks were found on)."""
+    diffs = []
+    for inst in expected["instances"]:
+        found, placed = sorted(where.get(inst["name"], [])), int(inst.get("lab_host", 1))
+        if not found:
+            diffs.append(f"{inst['name']} runs on no lab host (the placement says {placed})")
+        elif found != [placed]:
+            hosts_text = ", ".join(map(str, found))
+            diffs.append(f"{inst['name']} runs on lab host(s) {hosts_text}, the placement says {placed}")
+    return diffs
+
+
 def main() -> None:
     given = json.loads(Path(sys.argv[1]).read_text())
     hosts = [
@@ -237,6 +359,8 @@ def main() -> None:
     many = len(hosts) > 1
     if mode == "netns":
         body, diffs = netns_graph(hosts, expected)
+    elif mode == "swarm":
+        body, diffs = swarm_graph(hosts, expected)
     else:
         body, diffs = docker_graph(hosts[0]["collected"]["state"], expected)
     found = []
@@ -249,7 +373,8 @@ def main() -> None:
         found.extend(where + text for text in host["collected"].get("notes", []))
     diffs = list(dict.fromkeys(found))
     over = f" over {len(hosts)} lab hosts" if many else ""
-    title = f"Shoplab, mode={mode}{over}: the running lab (live state)"
+    shown = "docker (a Swarm)" if mode == "swarm" else mode
+    title = f"Shoplab, mode={shown}{over}: the running lab (live state)"
     if diffs:
         title += f"\\n{len(diffs)} difference(s) from the data, see the playbook output"
     out = [
