@@ -57,6 +57,20 @@ def test_instance_network(lab, inst):
         assert resolved == target["address"], f"{name} in {ns}"
 
 
+def test_networkd_leaves_the_lab_links_alone(lab):
+    # networkd's stock 80-container-ve.network takes ve-* links: IPv6 on, DHCP served, off the bridge.
+    if lab.run("systemctl is-active systemd-networkd.service").stdout.strip() != "active":
+        pytest.skip("systemd-networkd does not run on this lab host")
+    setup = {}
+    for line in lab.check("networkctl list --no-legend --no-pager").splitlines():
+        _, link, _, _, state = line.split()[:5]
+        setup[link] = state
+    lab_links = [t["bridge"] for t in TIERS.values()] + [i["veth_host"] for i in INSTANCES]
+    assert {link: setup.get(link) for link in lab_links} == dict.fromkeys(lab_links, "unmanaged")
+    for link in lab_links:
+        assert lab.check(f"cat /proc/sys/net/ipv6/conf/{link}/disable_ipv6").strip() == "1", link
+
+
 @pytest.mark.parametrize("unit", UNITS)
 def test_unit_active_and_enabled(lab, unit):
     assert lab.run(f"systemctl is-active {unit}").stdout.strip() == "active"
