@@ -61,7 +61,7 @@ def test_diagram_draws_the_three_vms_and_their_overlays(tmp_path):
         "diagram.yml", "-e", f"lab_diagram_dir={tmp_path}", "-e", "lab_diagram_fail_on_differences=true"
     )
     assert result.returncode == 0, tail(result)
-    dot = (tmp_path / "topology-docker.dot").read_text()
+    dot = (tmp_path / f"topology-docker-{SPAN}hosts.dot").read_text()
     assert f"mode=docker (a Swarm) over {SPAN} lab hosts" in dot
     for number, name in enumerate(HOSTS, start=1):
         assert f'"cluster_host_{number}"' in dot and f"lab host {number}: {name}" in dot
@@ -71,4 +71,4 @@ def test_diagram_draws_the_three_vms_and_their_overlays(tmp_path):
     backend = TIERS["backend"]["docker_network"]
     joined = re.findall(rf'"n_h\d_ov-{backend}" -> "n_h\d_ov-{backend}" \[dir=both', dot)
     assert len(joined) == SPAN * (SPAN - 1) // 2
-    assert "<svg" in (tmp_path / "topology-docker.svg").read_text()
+    assert "<svg" in (tmp_path / f"topology-docker-{SPAN}hosts.svg").read_text()

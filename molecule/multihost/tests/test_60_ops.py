@@ -55,7 +55,7 @@ def test_diagram_draws_the_three_vms_and_their_vxlan(tmp_path):
         "diagram.yml", "-e", f"lab_diagram_dir={tmp_path}", "-e", "lab_diagram_fail_on_differences=true"
     )
     assert result.returncode == 0, tail(result)
-    dot = (tmp_path / "topology-netns.dot").read_text()
+    dot = (tmp_path / f"topology-netns-{SPAN}hosts.dot").read_text()
     assert f"over {SPAN} lab hosts" in dot
     for number, name in enumerate(HOSTS, start=1):
         assert f'"cluster_host_{number}"' in dot and f"lab host {number}: {name}" in dot
@@ -63,4 +63,4 @@ def test_diagram_draws_the_three_vms_and_their_vxlan(tmp_path):
         assert inst["namespace"] in dot and inst["address"] in dot, f"{inst['name']} on {host_of(inst)}"
     joined = re.findall(r'"n_h\d_vx-\w+" -> "n_h\d_vx-\w+" \[dir=both', dot)
     assert len(joined) == len(TIERS) * SPAN * (SPAN - 1) // 2
-    assert "<svg" in (tmp_path / "topology-netns.svg").read_text()
+    assert "<svg" in (tmp_path / f"topology-netns-{SPAN}hosts.svg").read_text()
