@@ -66,7 +66,8 @@ def on_ops_host(*argv: str) -> list[str]:
 
 
 def start_request_loop(lab, count: int = 20000, path: str = "/api/products?per_page=5") -> tuple:
-    """GET the gateway from inside the lab host, `count` times at most (and 300 s at most), once the route
+    """GET the gateway from inside the lab host, `count` times at most (and 300 s at most, TIMEOUT_FACTOR
+    times that in a lab VM, where a scale alone takes ten minutes under TCG), once the route
     to the gateway leaves via its bridge; each status code and upstream instance goes to stdout. It stops
     itself when its stop file appears (see stop_request_loop)."""
     gateway = instance("gateway")
@@ -79,7 +80,7 @@ def start_request_loop(lab, count: int = 20000, path: str = "/api/products?per_p
         " || echo curl-failed; sleep 0.05; done"
     )
     process = subprocess.Popen(
-        on_ops_host("timeout", "300", "bash", "-c", loop),
+        on_ops_host("timeout", str(300 * labtest.TIMEOUT_FACTOR), "bash", "-c", loop),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
