@@ -114,10 +114,10 @@ def expected(hosts: int) -> dict:
             "flows": FLOWS}  # fmt: skip
 
 
-def drawn(tmp_path: Path, document: dict, hosts: int) -> tuple[str, list[str]]:
+def drawn(tmp_path: Path, document: dict, hosts: int, mode: str = "netns") -> tuple[str, list[str]]:
     """Run draw.py as the role does; the dot source and the differences. `dot` must accept the graph."""
     (tmp_path / "hosts.json").write_text(json.dumps(document))
-    (tmp_path / "expected.json").write_text(json.dumps(expected(hosts)))
+    (tmp_path / "expected.json").write_text(json.dumps({**expected(hosts), "mode": mode}))
     out = tmp_path / "lab.dot"
     argv = [
         sys.executable,
@@ -220,25 +220,8 @@ def swarm_networks(inst: dict) -> set[str]:
     return {TIERS[t]["docker_network"] for t in NETWORKS[inst["service"]]}
 
 
-def swarm_drawn(tmp_path: Path, document: dict) -> tuple[str, list[str]]:
-    (tmp_path / "hosts.json").write_text(json.dumps(document))
-    data = {**expected(3), "mode": "docker"}
-    (tmp_path / "expected.json").write_text(json.dumps(data))
-    out = tmp_path / "lab.dot"
-    argv = [
-        sys.executable,
-        draw.__file__,
-        str(tmp_path / "hosts.json"),
-        str(tmp_path / "expected.json"),
-        str(out),
-    ]
-    done = subprocess.run(argv, capture_output=True, text=True, check=True)
-    subprocess.run(["dot", "-Tsvg", str(out), "-o", str(tmp_path / "lab.svg")], check=True)
-    return out.read_text(), json.loads(done.stdout)["differences"]
-
-
 def test_a_swarm_lab_draws_each_task_in_the_cluster_of_its_host(tmp_path):
-    dot, differences = swarm_drawn(tmp_path, swarm_document())
+    dot, differences = drawn(tmp_path, swarm_document(), 3, "docker")
     assert differences == []
     assert "mode=docker (a Swarm) over 3 lab hosts" in dot
     assert 'label="lab host 1: shoplab-vm-1 (192.168.150.11), Swarm manager"' in dot
@@ -252,7 +235,7 @@ def test_a_swarm_lab_draws_each_task_in_the_cluster_of_its_host(tmp_path):
 
 
 def test_a_swarm_lab_joins_each_overlay_between_the_hosts_that_carry_it(tmp_path):
-    dot, _ = swarm_drawn(tmp_path, swarm_document())
+    dot, _ = drawn(tmp_path, swarm_document(), 3, "docker")
     links = re.findall(
         r'"n_h(\d)_ov-([\w-]+)" -> "n_h(\d)_ov-[\w-]+" \[dir=both.*label="VNI \d+, ESP"\]', dot
     )
@@ -270,6 +253,6 @@ def test_a_swarm_lab_names_a_task_on_the_wrong_host(tmp_path):
     moved = next(t for t in hosts[2].tasks if t["Config"]["Labels"]["org.shoplab.instance"] == "product-2")
     hosts[1].tasks.append(moved)
     hosts[2].tasks.remove(moved)
-    _, differences = swarm_drawn(tmp_path, swarm_document(hosts))
+    _, differences = drawn(tmp_path, swarm_document(hosts), 3, "docker")
     assert "product-2 runs on lab host(s) 2, the placement says 3" in differences
     assert "shoplab-vm-3: no task of product-2 runs on this host, which the placement gives it" in differences

@@ -11,15 +11,19 @@ import re
 import shlex
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import labhost
+import labtest
 import yaml
-from labtest import FILTERS, PROJECT_DIR, TCP_PROBE, TIMEOUT_FACTOR, TOPOLOGY
+from labtest import FILTERS, PROJECT_DIR, TCP_PROBE, TIMEOUT_FACTOR, TOPOLOGY, tail
 
 __all__ = [
     "HOSTS", "INSTANCES", "MATRIX", "SERVICES", "SPAN", "TIERS", "VM_BRIDGE", "WORKERS", "Vm",
-    "assert_routed_to_a_lab_vm", "capture_during", "host_of", "instance", "served_after_losing",
+    "assert_routed_to_a_lab_vm", "capture_during", "host_of", "instance", "instance_at", "scale_under_load",
+    "scenario_playbook", "served_after_losing",
 ]  # fmt: skip
 
 # The scenario's lab VMs, host 1 first, and how many of them form the lab (molecule.yml).
@@ -36,6 +40,13 @@ VM_BRIDGE = yaml.safe_load((PROJECT_DIR / "group_vars" / "all" / "lab_vms.yml").
 
 def instance(service: str, index: int = 1) -> dict:
     return next(i for i in INSTANCES if i["service"] == service and i["index"] == index)
+
+
+def instance_at(counts: dict, name: str) -> dict:
+    """An instance of the lab at other instance counts (`product-3` once scaled), placed over the SPAN VMs
+    by the project's own filter, as the roles place it."""
+    scaled = FILTERS.shoplab_instances(SERVICES, TIERS, counts, TOPOLOGY["shoplab_placement"], SPAN)
+    return next(i for i in scaled if i["name"] == name)
 
 
 def host_of(inst: dict) -> str:
@@ -138,3 +149,41 @@ def served_after_losing(worker: str, http: Callable, within: float) -> set[str]:
             streak, served = 0, set()
             time.sleep(1)
     return served
+
+
+def scenario_playbook(name: str, mode: str, *extra: str) -> subprocess.CompletedProcess:
+    """An operations playbook (playbooks/<name>) against the scenario's VMs as its converge reached them: its
+    inventory, one lab over SPAN VMs, the project's build folder, and a Swarm's encryption as the scenario
+    sets it (docker)."""
+    inventory = str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
+    extra_vars = ["-e", f"shoplab_lab_span={SPAN}", "-e", f"shoplab_build_dir={PROJECT_DIR / 'build'}"]
+    if mode == "docker":
+        extra_vars += ["-e", f"shoplab_swarm_encrypted={os.environ.get('SHOPLAB_SWARM_ENCRYPTED', 'false')}"]
+    return labtest.playbook(f"playbooks/{name}", mode, *extra_vars, *extra, inventory=inventory)
+
+
+def scale_under_load(vm: Vm, url: str, mode: str, count: int) -> list[str]:
+    """scale.yml to `count` product instances while `vm` GETs `url` in a loop (the caller checked the route);
+    each request's status and upstream instance. The playbook passed and no request failed."""
+    stop = f"/tmp/shoplab-scale-loop-{uuid.uuid4().hex[:8]}.stop"
+    loop = (
+        f"i=0; while [ $i -lt 20000 ] && [ ! -e {stop} ]; do i=$((i+1));"
+        f" curl -s -o /dev/null -m 5 -w '%{{http_code}} %header{{x-upstream-instance}}\\n' {shlex.quote(url)}"
+        " || echo curl-failed; sleep 0.1; done"
+    )
+    argv = vm.host.argv("timeout", "3000", "bash", "-c", loop)
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        result = scenario_playbook("scale.yml", mode, "-e", f"product_instances={count}")
+        vm.check("sleep 5")
+    finally:
+        vm.run(f"touch {stop}")
+        out, _ = process.communicate(timeout=120)
+        vm.run(f"rm -f {stop}")
+    assert result.returncode == 0, tail(result)
+    lines = out.splitlines()
+    failed = [line for line in lines if not line.startswith("200 ")]
+    print(f"scale to {count}: {len(lines)} requests, {len(failed)} failed")
+    assert len(lines) >= 50
+    assert failed == [], failed[:5]
+    return lines

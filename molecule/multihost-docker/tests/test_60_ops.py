@@ -4,34 +4,17 @@ labels and where each service's task runs, the registry's VM lists every instanc
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
-import labtest
+import labvms
 from labops import FAIL_ON_PROBLEMS
 from labtest import tail
 from labvms import SPAN
-from swdata import ENCRYPTED, HOSTS, INSTANCES, TIERS, instance, swarm_service
+from swdata import HOSTS, INSTANCES, TIERS, instance, swarm_service
 
 
-def playbook(name: str, *extra: str) -> labtest.subprocess.CompletedProcess:
-    """An operations playbook against the scenario's three VMs, as its converge reached them."""
-    inventory = str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
-    build = f"shoplab_build_dir={labtest.PROJECT_DIR / 'build'}"
-    encrypted = f"shoplab_swarm_encrypted={str(ENCRYPTED).lower()}"
-    return labtest.playbook(
-        f"playbooks/{name}",
-        "docker",
-        "-e",
-        f"shoplab_lab_span={SPAN}",
-        "-e",
-        build,
-        "-e",
-        encrypted,
-        *extra,
-        inventory=inventory,
-    )
+def playbook(name: str, *extra: str):
+    return labvms.scenario_playbook(name, "docker", *extra)
 
 
 def test_status_reports_each_vms_part_of_the_swarm_and_no_problem():

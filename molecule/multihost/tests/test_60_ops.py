@@ -4,30 +4,16 @@ the three VMs, a cluster per VM, each tier's VXLAN ports joined across them)."""
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
-import labtest
+import labvms
 from labops import FAIL_ON_PROBLEMS
 from labtest import tail
 from mhdata import HOSTS, INSTANCES, SPAN, TIERS, VXLAN, host_of, instance
 
 
-def playbook(name: str, *extra: str) -> labtest.subprocess.CompletedProcess:
-    """An operations playbook against the scenario's three VMs, as its converge reached them."""
-    inventory = str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
-    build = f"shoplab_build_dir={labtest.PROJECT_DIR / 'build'}"
-    return labtest.playbook(
-        f"playbooks/{name}",
-        "netns",
-        "-e",
-        f"shoplab_lab_span={SPAN}",
-        "-e",
-        build,
-        *extra,
-        inventory=inventory,
-    )
+def playbook(name: str, *extra: str):
+    return labvms.scenario_playbook(name, "netns", *extra)
 
 
 def test_status_reports_each_vm_its_vxlan_and_no_problem():

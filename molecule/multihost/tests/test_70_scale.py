@@ -5,43 +5,16 @@ scaling back removes it from every VM; no request fails meanwhile."""
 
 from __future__ import annotations
 
-import os
-import shlex
-import subprocess
-import uuid
-from pathlib import Path
-
-import labtest
+import labvms
 import shoplab_topology as topo
-from labtest import TOPOLOGY, tail
-from mhdata import GATEWAY_VM, HOSTS, SPAN, VMS, VXLAN, instance
+from labtest import TOPOLOGY
+from mhdata import GATEWAY_VM, HOSTS, VMS, VXLAN, instance
 
 COUNTS = {"product_instances": 3, "order_instances": TOPOLOGY["order_instances"]}
-# The third product instance, placed by the project's own filter as the roles place it.
-PRODUCT_3 = next(
-    i
-    for i in topo.shoplab_instances(
-        TOPOLOGY["shoplab_services"], TOPOLOGY["shoplab_tiers"], COUNTS, TOPOLOGY["shoplab_placement"], SPAN
-    )
-    if i["name"] == "product-3"
-)
+# The third product instance, placed as the roles place it.
+PRODUCT_3 = labvms.instance_at(COUNTS, "product-3")
 PRODUCT_3_VM = VMS[HOSTS[PRODUCT_3["lab_host"] - 1]]
 PRODUCT_3_MAC = topo.shoplab_instance_mac(PRODUCT_3, TOPOLOGY["shoplab_tiers"], VXLAN["mac_prefix"])
-
-
-def playbook(*extra: str) -> subprocess.CompletedProcess:
-    inventory = str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
-    build = f"shoplab_build_dir={labtest.PROJECT_DIR / 'build'}"
-    return labtest.playbook(
-        "playbooks/scale.yml",
-        "netns",
-        "-e",
-        f"shoplab_lab_span={SPAN}",
-        "-e",
-        build,
-        *extra,
-        inventory=inventory,
-    )
 
 
 def scale_under_load(count: int) -> list[str]:
@@ -51,28 +24,7 @@ def scale_under_load(count: int) -> list[str]:
     [route] = GATEWAY_VM.json(f"ip -j route get {gateway['address']}")
     assert route.get("dev") == gateway["bridge"], f"the gateway's route leaves via {route.get('dev')!r}"
     url = f"http://{gateway['address']}:{gateway['port']}/api/products?per_page=5"
-    stop = f"/tmp/shoplab-scale-loop-{uuid.uuid4().hex[:8]}.stop"
-    loop = (
-        f"i=0; while [ $i -lt 20000 ] && [ ! -e {stop} ]; do i=$((i+1));"
-        f" curl -s -o /dev/null -m 5 -w '%{{http_code}} %header{{x-upstream-instance}}\\n' {shlex.quote(url)}"
-        " || echo curl-failed; sleep 0.1; done"
-    )
-    argv = GATEWAY_VM.host.argv("timeout", "3000", "bash", "-c", loop)
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        result = playbook("-e", f"product_instances={count}")
-        GATEWAY_VM.check("sleep 5")
-    finally:
-        GATEWAY_VM.run(f"touch {stop}")
-        lines, _ = process.communicate(timeout=120)
-        GATEWAY_VM.run(f"rm -f {stop}")
-    assert result.returncode == 0, tail(result)
-    lines = lines.splitlines()
-    failed = [line for line in lines if not line.startswith("200 ")]
-    print(f"scale to {count}: {len(lines)} requests, {len(failed)} failed")
-    assert len(lines) >= 50
-    assert failed == [], failed[:5]
-    return lines
+    return labvms.scale_under_load(GATEWAY_VM, url, "netns", count)
 
 
 def test_scale_up_and_down_across_the_vms_without_a_failed_request():
