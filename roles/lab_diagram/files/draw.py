@@ -82,7 +82,13 @@ def netns_host(host: dict, expected: dict, many: bool) -> list[str]:
     if not many:
         return body
     underlay = host.get("address") or ""
-    label = f"lab host {host['number']}: {host['name']}" + (f" ({underlay})" if underlay else "")
+    return host_cluster(
+        host, f"lab host {host['number']}: {host['name']}" + (f" ({underlay})" if underlay else ""), body
+    )
+
+
+def host_cluster(host: dict, label: str, body: list[str]) -> list[str]:
+    """One lab host's cluster (`cluster_host_<n>`) around its part of the picture."""
     return [
         f"subgraph {q('cluster_host_' + str(host['number']))} {{",
         f'  label={q(label)}; style="rounded,bold"; color="#64748b";',
@@ -267,13 +273,7 @@ def swarm_host(host: dict, expected: dict) -> list[str]:
     swarm = state.get("swarm", {})
     role = "manager" if swarm.get("manager") else "worker"
     address = host.get("address") or swarm.get("address", "")
-    label = f"lab host {host['number']}: {host['name']} ({address}), Swarm {role}"
-    return [
-        f"subgraph {q('cluster_host_' + str(host['number']))} {{",
-        f'  label={q(label)}; style="rounded,bold"; color="#64748b";',
-        *("  " + line for line in body),
-        "}",
-    ]
+    return host_cluster(host, f"lab host {host['number']}: {host['name']} ({address}), Swarm {role}", body)
 
 
 def overlay_links(hosts: list[dict]) -> list[str]:
