@@ -66,10 +66,11 @@ def on_ops_host(*argv: str) -> list[str]:
 
 
 def start_request_loop(lab, count: int = 20000, path: str = "/api/products?per_page=5") -> tuple:
-    """GET the gateway from inside the lab host, `count` times at most (and 300 s at most, TIMEOUT_FACTOR
-    times that in a lab VM, where a scale alone takes ten minutes under TCG), once the route
-    to the gateway leaves via its bridge; each status code and upstream instance goes to stdout. It stops
-    itself when its stop file appears (see stop_request_loop)."""
+    """GET the gateway from inside the lab host, once the route to the gateway leaves via its bridge, `count`
+    times at most and no longer than a playbook may take (labtest.playbook's timeout, TIMEOUT_FACTOR times
+    longer in a lab VM, where one scale under this loop took 20 minutes under TCG); each status code and
+    upstream instance goes to stdout. Its stop file ends it (see stop_request_loop); the bound only ends a
+    forgotten loop."""
     gateway = instance("gateway")
     assert lab.route_dev(gateway["address"]) == gateway["bridge"], "gateway not behind its bridge: refusing"
     url = f"http://{gateway['address']}:{gateway['port']}{path}"
@@ -80,7 +81,7 @@ def start_request_loop(lab, count: int = 20000, path: str = "/api/products?per_p
         " || echo curl-failed; sleep 0.05; done"
     )
     process = subprocess.Popen(
-        on_ops_host("timeout", str(300 * labtest.TIMEOUT_FACTOR), "bash", "-c", loop),
+        on_ops_host("timeout", str(660 * labtest.TIMEOUT_FACTOR), "bash", "-c", loop),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
