@@ -20,7 +20,15 @@ DATA = topo.load_topology()
 SERVICES, TIERS, FLOWS = DATA["shoplab_services"], DATA["shoplab_tiers"], DATA["shoplab_allowed_flows"]
 LAB_HOSTS = ["shoplab-vm-1", "shoplab-vm-2", "shoplab-vm-3"]
 UNDERLAY = ["192.168.150.11", "192.168.150.12", "192.168.150.13"]
-LAB3 = topo.shoplab_instances(SERVICES, TIERS, topo.default_counts(DATA), DATA["shoplab_placement"], 3)
+# The lab's instances over the three hosts, each with its Compose service (which names its Swarm service),
+# as roles/lab_status hands them to the collector.
+LAB3 = topo.shoplab_docker_instances(
+    topo.shoplab_instances(SERVICES, TIERS, topo.default_counts(DATA), DATA["shoplab_placement"], 3),
+    SERVICES,
+    TIERS,
+    FLOWS,
+    DATA["shoplab_docker_guest_offset"],
+)
 REGISTERED = ["product", "order"]
 LABEL = DATA["shoplab_swarm"]["node_label"]
 NETWORKS = topo.shoplab_docker_networks(SERVICES, FLOWS)

@@ -20,7 +20,7 @@ import shoplab_topology as topo
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "roles" / "lab_diagram" / "files"))
 
 import draw
-from swarmfake import NETWORKS, FakeSwarmHost, status_swarm
+from swarmfake import LAB3, NETWORKS, FakeSwarmHost, status_swarm
 from swarmfake import expected as swarm_expected
 
 DATA = topo.load_topology()
@@ -226,7 +226,7 @@ def test_a_swarm_lab_draws_each_task_in_the_cluster_of_its_host(tmp_path):
     assert "mode=docker (a Swarm) over 3 lab hosts" in dot
     assert 'label="lab host 1: shoplab-vm-1 (192.168.150.11), Swarm manager"' in dot
     assert 'label="lab host 3: shoplab-vm-3 (192.168.150.13), Swarm worker"' in dot
-    for inst in lab(3):
+    for inst in LAB3:
         service = re.escape(status_swarm.service_name(swarm_expected(1), inst))
         [task] = set(re.findall(rf'"n_(h\d_{service}\.[^"]+)" \[label=', dot))
         assert cluster_of(dot, task) == f"cluster_host_{inst['lab_host']}", inst["name"]

@@ -8,10 +8,8 @@ inside its own container (127.0.0.1).
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import json
-import sys
 
 import statuslib
 from statuslib import Report, Run
@@ -317,8 +315,7 @@ def collect(run: Run, expected: dict) -> Report:
 
 
 def main() -> None:
-    run = functools.partial(statuslib.run, timeout=15)
-    print(collect(run, statuslib.read_expected(sys.argv[1])).to_json())
+    statuslib.main(collect, timeout=15)
 
 
 if __name__ == "__main__":

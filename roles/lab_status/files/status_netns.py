@@ -15,7 +15,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import sys
 
 import statuslib
 from statuslib import Report, Run, run_json
@@ -341,7 +340,7 @@ def collect(run: Run, expected: dict) -> Report:
 
 
 def main() -> None:
-    print(collect(statuslib.run, statuslib.read_expected(sys.argv[1])).to_json())
+    statuslib.main(collect)
 
 
 if __name__ == "__main__":

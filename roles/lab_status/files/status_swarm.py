@@ -11,9 +11,7 @@ the registry's task asks it for every instance of the lab. Prints one JSON docum
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
 
 import status_docker
 import statuslib
@@ -31,12 +29,9 @@ def _lines(run: Run, *argv: str) -> list[dict]:
 
 
 def service_name(expected: dict, inst: dict) -> str:
-    """An instance's Swarm service: the stack's name, then its Compose service's (roles/docker_stack gives a
-    scalable service one Compose service per instance: product-service-1, …)."""
-    svc = expected["services"][inst["service"]]
-    scalable = isinstance(svc["instances"], str)
-    base = f"{svc['compose_service']}-{inst['index']}" if scalable else svc["compose_service"]
-    return f"{expected['project']}_{base}"
+    """An instance's Swarm service: the stack's name, then its Compose service's (each lab instance comes
+    with it, from the filter shoplab_docker_instances that roles/docker_stack renders the stack with)."""
+    return f"{expected['project']}_{inst['compose_service']}"
 
 
 def swarm(run: Run, expected: dict, report: Report) -> bool:
@@ -310,8 +305,7 @@ def collect(run: Run, expected: dict) -> Report:
 
 
 def main() -> None:
-    run = functools.partial(statuslib.run, timeout=15)
-    print(collect(run, statuslib.read_expected(sys.argv[1])).to_json())
+    statuslib.main(collect, timeout=15)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ sections are functions that take a `run` function (argv in; return code and outp
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -43,6 +45,12 @@ def run_json(run: Run, *argv: str):
 def read_expected(argument: str) -> dict:
     """The collector's one argument: the expected topology as base64 JSON."""
     return json.loads(base64.b64decode(argument))
+
+
+def main(collect: Callable[[Run, dict], Report], timeout: float = 10) -> None:
+    """A collector's entry point: its report on the expected topology (its one argument) as one JSON document,
+    each command it runs given `timeout` seconds."""
+    print(collect(functools.partial(run, timeout=timeout), read_expected(sys.argv[1])).to_json())
 
 
 def conntrack_count(run: Run) -> str:
