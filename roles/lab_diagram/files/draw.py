@@ -182,15 +182,32 @@ def netns_graph(hosts: list[dict], expected: dict) -> tuple[list[str], list[str]
     return lines + flow_lines, diffs + (placement_diffs(hosts, expected) if many else [])
 
 
-def docker_graph(state: dict, expected: dict) -> tuple[list[str], list[str]]:  # noqa: PLR0912
+def home_networks(containers: dict, tier_of_network: dict) -> dict[str, str]:
+    """The network each container is drawn in: its own tier's, else the first it joins."""
+    home = {}
+    for name, entry in containers.items():
+        nets = list(entry["networks"])
+        home[name] = next(
+            (n for n in nets if tier_of_network.get(n) == entry.get("tier")), nets[0] if nets else ""
+        )
+    return home
+
+
+def container_node(node: str, title: str, entry: dict) -> str:
+    """One container or Swarm task: `title`, its health (red when not healthy), its address on each
+    network."""
+    addrs = "\\n".join(f"{n}: {a}" for n, a in sorted(entry["networks"].items()))
+    health = entry["health"] if entry["status"] == "running" else entry["status"]
+    colour = "white" if health in ("healthy", "none") else "#fecaca"
+    text = f"{title} ({health})\\n{addrs}"
+    return f'{node_id(node)} [label="{text}", shape=box, style=filled, fillcolor="{colour}"];'
+
+
+def docker_graph(state: dict, expected: dict) -> tuple[list[str], list[str]]:
     lines, diffs = [], []
     tier_of_network = {t["docker_network"]: name for name, t in expected["tiers"].items()}
     lines.append(f"{node_id('host')} [label={q('Docker host (published port on 127.0.0.1)')}, shape=box3d];")
-    home: dict[str, str] = {}
-    for name, entry in state["containers"].items():
-        nets = list(entry["networks"])
-        own = next((n for n in nets if tier_of_network.get(n) == entry.get("tier")), nets[0] if nets else "")
-        home[name] = own
+    home = home_networks(state["containers"], tier_of_network)
     for network, info in sorted(state["networks"].items()):
         tier = tier_of_network.get(network, network)
         colour = TIER_COLOURS.get(tier, "#eeeeee")
@@ -198,16 +215,11 @@ def docker_graph(state: dict, expected: dict) -> tuple[list[str], list[str]]:  #
         internal = ", internal" if info["internal"] else ""
         label = f"network {network} ({tier} tier{internal})\\n{info['subnet']}, bridge {info['bridge']}"
         lines.append(f'  label="{label}"; style=filled; fillcolor="{colour}";')
-        for cname, entry in sorted(state["containers"].items()):
-            if home[cname] != network:
-                continue
-            addrs = "\\n".join(f"{n}: {a}" for n, a in sorted(entry["networks"].items()))
-            health = entry["health"] if entry["status"] == "running" else entry["status"]
-            colour = "white" if health in ("healthy", "none") else "#fecaca"
-            text = f"{cname} ({health})\\n{addrs}"
-            lines.append(
-                f'  {node_id(cname)} [label="{text}", shape=box, style=filled, fillcolor="{colour}"];'
-            )
+        lines.extend(
+            "  " + container_node(cname, cname, entry)
+            for cname, entry in sorted(state["containers"].items())
+            if home[cname] == network
+        )
         lines.append("}")
     by_service: dict[str, list[str]] = {}
     for cname, entry in state["containers"].items():
@@ -231,25 +243,12 @@ def docker_graph(state: dict, expected: dict) -> tuple[list[str], list[str]]:  #
     return lines, diffs
 
 
-def task_node(prefix: str, name: str, entry: dict) -> str:
-    """One task container (its node id prefixed with its host's): instance, health, overlay addresses."""
-    addrs = "\\n".join(f"{n}: {a}" for n, a in sorted(entry["networks"].items()))
-    health = entry["health"] if entry["status"] == "running" else entry["status"]
-    colour = "white" if health in ("healthy", "none") else "#fecaca"
-    text = f"{entry.get('instance') or name} ({health})\\n{addrs}"
-    return f'{node_id(prefix + name)} [label="{text}", shape=box, style=filled, fillcolor="{colour}"];'
-
-
 def swarm_host(host: dict, expected: dict) -> list[str]:
     """One node of the Swarm: a slice of each overlay it carries (its VXLAN end, the tasks homed on it)."""
     state = host["collected"]["state"]
     prefix = f"h{host['number']}_"
     tier_of_network = {t["docker_network"]: name for name, t in expected["tiers"].items()}
-    home = {}
-    for name, entry in state["containers"].items():
-        nets = list(entry["networks"])
-        own = next((n for n in nets if tier_of_network.get(n) == entry.get("tier")), nets[0] if nets else "")
-        home[name] = own
+    home = home_networks(state["containers"], tier_of_network)
     body = []
     for network, info in sorted(state["networks"].items()):
         tier = tier_of_network.get(network, network)
@@ -265,7 +264,7 @@ def swarm_host(host: dict, expected: dict) -> list[str]:
             f'  {end} [label="VXLAN VNI {info["vni"] or "?"}", shape=cds, style=filled, fillcolor=white];'
         )
         body.extend(
-            "  " + task_node(prefix, name, entry)
+            "  " + container_node(prefix + name, entry.get("instance") or name, entry)
             for name, entry in sorted(state["containers"].items())
             if home[name] == network
         )
@@ -280,12 +279,12 @@ def overlay_links(hosts: list[dict]) -> list[str]:
     """Each overlay's slices joined, once per pair of hosts that list each other as its peers (live)."""
     lines = []
     for i, one in enumerate(hosts):
+        ours_addr = one["collected"]["state"].get("swarm", {}).get("address")
         for other in hosts[i + 1 :]:
             theirs = other["collected"]["state"]["networks"]
+            their_addr = other["collected"]["state"].get("swarm", {}).get("address")
             for network, info in sorted(one["collected"]["state"]["networks"].items()):
                 peer = theirs.get(network)
-                ours_addr = one["collected"]["state"].get("swarm", {}).get("address")
-                their_addr = other["collected"]["state"].get("swarm", {}).get("address")
                 if peer and their_addr in info["peers"] and ours_addr in peer["peers"]:
                     ends = (
                         node_id(f"h{one['number']}_ov-{network}"),
